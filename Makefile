@@ -1,0 +1,35 @@
+# Quick start: `make demo` (set up, generate data, train the small run if absent, run the demo
+# study, write reports/demo.md) and `make test` (set up if needed, run the test suite).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+THREADS ?= 2
+
+.PHONY: demo test test-fast lint setup clean
+
+setup: $(STAMP)
+
+# torch is pinned here (the CPU wheel on these machines); pyproject.toml accepts a range.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@test -f runs/small/data/dataset.json || $(BIN)/hypo data generate --out runs/small/data --seed 0
+	$(BIN)/hypo train --config small --out runs/small --threads $(THREADS)
+	$(BIN)/hypo run specs/demo.hyp --run runs/small --report reports --threads $(THREADS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check hypodsl runner tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

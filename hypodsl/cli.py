@@ -1,0 +1,227 @@
+"""The `hypo` command line: the one place that prints and chooses exit codes.
+
+Exit codes: 0 success; 1 a claim's verdict differs from its `expect`; 2 bad input (a spec error,
+a missing run, a bad argument), reported as `file:line:col: message`, never as a traceback.
+Commands that need torch import `runner` inside their function, so `hypo check` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from hypodsl import __version__
+from hypodsl.compiler import compile_spec
+from hypodsl.errors import HypError, UserError, format_error
+from hypodsl.parser import parse
+from hypodsl.plan import Plan
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap file:line:col
+
+
+class UsageError(UserError):
+    """Bad arguments or inputs outside a spec (a missing run directory, say)."""
+
+
+def load_plan(spec_path: Path, signature: dict | None) -> Plan:
+    try:
+        text = spec_path.read_text()
+    except OSError as e:
+        raise UsageError(f"{spec_path}: {e.strerror}") from None
+    try:
+        return compile_spec(parse(text, str(spec_path)), text, signature)
+    except HypError as e:
+        raise _SpecError(format_error(e, {str(spec_path): text})) from None
+
+
+class _SpecError(Exception):
+    pass
+
+
+def _signature(run: str | None, signature: str | None) -> dict | None:
+    path = Path(signature) if signature else (Path(run) / "signature.json" if run else None)
+    if path is None:
+        return None
+    if not path.exists():
+        raise UsageError(f"{path}: no signature.json (train the run first, or pass --signature)")
+    return json.loads(path.read_text())
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    signature = _signature(args.run, args.signature)
+    failed = 0
+    for spec in args.specs:
+        try:
+            plan = load_plan(Path(spec), signature)
+        except _SpecError as e:
+            err_console.print(str(e), markup=False)
+            failed += 1
+            continue
+        console.print(f"{spec}: ok ({len(plan.claims)} claims)")
+    return 2 if failed else 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = load_plan(Path(args.spec), _signature(args.run, args.signature))
+    if args.json:
+        print(plan.model_dump_json(indent=2))
+    else:
+        from rich.pretty import Pretty
+
+        console.print(Pretty(plan.model_dump()))
+    return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _run_dir(args: argparse.Namespace, plan: Plan) -> Path:
+    if args.run:
+        return Path(args.run)
+    if plan.run is None:
+        raise UsageError(f"{args.spec}: the spec declares no `run`; pass --run RUN_DIR")
+    return Path(plan.run.path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.atomic import atomic_write_text
+    from runner.engine import run_plan
+    from runner.render import reasons_table, summary_table
+    from runner.report import render_markdown
+    from runner.rundir import RunError, read_signature
+
+    _set_threads(args.threads)
+    spec = Path(args.spec)
+    plan = load_plan(spec, None)
+    run_dir = _run_dir(args, plan)
+    try:
+        plan = load_plan(spec, read_signature(run_dir))
+    except RunError as e:
+        raise UsageError(str(e)) from None
+    with console.status(f"evaluating {len(plan.claims)} claims on {run_dir}") as status:
+        result = run_plan(plan, run_dir, seed=args.seed, progress=lambda m: status.update(m))
+    console.print(summary_table(result))
+    if args.verbose:
+        console.print(reasons_table(result))
+    if args.report:
+        out = Path(args.report)
+        atomic_write_text(out / f"{spec.stem}.md", render_markdown(result))
+        atomic_write_text(out / f"{spec.stem}.json", result.model_dump_json(indent=2) + "\n")
+        console.print(f"report: {out / (spec.stem + '.md')}")
+    unmet = [c.name for c in result.claims if c.meets_expectation is False]
+    if unmet:
+        err_console.print(f"verdicts differ from `expect`: {', '.join(unmet)}")
+        return 1
+    return 0
+
+
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from runner.kv_cli import generate_data
+
+    generate_data(Path(args.out), args.seed, args.train, console)
+    return 0
+
+
+def cmd_model_info(args: argparse.Namespace) -> int:
+    from runner.configs import load_config
+    from runner.model import Transformer
+
+    config = load_config(args.config)
+    model = Transformer(config.model)
+    m = config.model
+    console.print(
+        f"{config.name}: d_model {m.d_model}, layers {m.n_layers}, heads {m.n_heads}, "
+        f"d_ff {m.d_ff}, n_ctx {m.n_ctx}, vocab {m.vocab_size}"
+    )
+    console.print(f"parameters: {model.n_parameters():,}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from runner.configs import load_config
+    from runner.train_cli import train_with_progress
+
+    _set_threads(args.threads)
+    train_with_progress(load_config(args.config), Path(args.out), console)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hypo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"hypodsl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="validate specs (exit 0 valid, 2 with errors)")
+    check.add_argument("specs", nargs="+")
+    _signature_args(check)
+    check.set_defaults(func=cmd_check)
+
+    plan = sub.add_parser("plan", help="show the compiled plan of a spec")
+    plan.add_argument("spec")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _signature_args(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="evaluate a spec's claims and write reports")
+    run.add_argument("spec")
+    run.add_argument("--run", help="run directory (default: the spec's `run` path)")
+    run.add_argument("--report", help="directory for NAME.md and NAME.json")
+    run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    run.add_argument("--threads", type=int, help="torch CPU threads")
+    run.add_argument("-v", "--verbose", action="store_true", help="show each claim's reason")
+    run.set_defaults(func=cmd_run)
+
+    data = sub.add_parser("data", help="benchmark data").add_subparsers(dest="data_cmd", required=True)
+    gen = data.add_parser("generate", help="generate every split and its sanity report")
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--train", type=int, help="train-split size in sequences (default 100000)")
+    gen.set_defaults(func=cmd_data_generate)
+
+    model = sub.add_parser("model", help="model configs").add_subparsers(dest="model_cmd", required=True)
+    info = model.add_parser("info", help="print a config's shape and parameter count")
+    info.add_argument("--config", default="small", help="small, reference, tiny or a JSON file")
+    info.set_defaults(func=cmd_model_info)
+
+    train = sub.add_parser("train", help="train a run with dense checkpoints (resumes if killed)")
+    train.add_argument("--config", default="small", help="small, reference, tiny or a JSON file")
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.set_defaults(func=cmd_train)
+    return parser
+
+
+def _signature_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--run", help="check against this run directory's signature.json")
+    group.add_argument("--signature", help="check against this signature.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except _SpecError as e:
+        err_console.print(str(e), markup=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except (UserError, FileNotFoundError) as e:
+        err_console.print(f"error: {e}", markup=False)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

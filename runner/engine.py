@@ -1,0 +1,182 @@
+"""The engine: evaluate a compiled `Plan` against a run's checkpoints.
+
+Every prediction needs per-read values of some quantities at one (checkpoint, probe). The engine
+collects those requests, loads each checkpoint once, runs one scoring pass per (checkpoint,
+probe) that serves every prediction asking for it, then hands per-read values to the paired
+bootstrap and the verdict rules. A checkpoint that is missing or corrupt makes the predictions
+that need it Unsupported, with the reason, and never stops the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hypodsl import __version__
+from hypodsl import plan as p
+from runner import checkpoints, results, stats, verdicts
+from runner.configs import TrainConfig
+from runner.kv import dataset
+from runner.kv.dataset import Split
+from runner.rundir import data_dir, read_config
+from runner.scoring import score_split
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Per-read quantity values on one probe at one checkpoint, and each read's sequence."""
+
+    values: dict[str, np.ndarray]
+    sequence: np.ndarray
+
+
+def load_probe(run_dir: Path, probe: p.Probe) -> Split:
+    split = dataset.load_split(data_dir(run_dir), probe.split)
+    if probe.n > len(split):
+        raise ValueError(f"probe `{probe.name}`: split {probe.split} has {len(split)} sequences")
+    if probe.seed is None:
+        return split.select(np.arange(probe.n))
+    rng = np.random.default_rng(probe.seed)
+    return split.select(np.sort(rng.choice(len(split), size=probe.n, replace=False)))
+
+
+def resolve_step(step: p.StepRef, config: TrainConfig) -> int:
+    if step.kind == "final":
+        return config.steps
+    if step.kind == "first":
+        return 0
+    assert step.number is not None
+    return step.number
+
+
+class Engine:
+    def __init__(self, plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None):
+        self.plan, self.run_dir, self.seed = plan, run_dir, seed
+        self.config = read_config(run_dir)
+        self.progress = progress or (lambda _: None)
+        self.probes = {pr.name: load_probe(run_dir, pr) for pr in plan.probes}
+
+    def requests(self) -> dict[int, set[str]]:
+        """step -> probes measured at that step."""
+        out: dict[int, set[str]] = {}
+        for claim in self.plan.claims:
+            for pred in claim.predictions:
+                out.setdefault(resolve_step(pred.step, self.config), set()).add(pred.probe)
+        return out
+
+    def measure(self) -> tuple[dict[tuple[int, str], Measurement], dict[int, str], dict[int, str]]:
+        """Measurements per (step, probe); failures per step; weight hashes per step."""
+        measured: dict[tuple[int, str], Measurement] = {}
+        failures: dict[int, str] = {}
+        hashes: dict[int, str] = {}
+        for step, probe_names in sorted(self.requests().items()):
+            self.progress(f"step {step}")
+            try:
+                model = checkpoints.load_model(self.run_dir, step, self.config.model)
+                hashes[step] = checkpoints.file_sha256(self.run_dir, step)
+            except checkpoints.CheckpointError as e:
+                failures[step] = str(e)
+                continue
+            for name in sorted(probe_names):
+                split = self.probes[name]
+                scores = score_split(model, split)
+                values = {q: np.asarray(scores[q], dtype=np.float64) for q in p.QUANTITIES}
+                measured[(step, name)] = Measurement(values, split.reads.sequence)
+        return measured, failures, hashes
+
+    def run(self) -> results.StudyResult:
+        torch.manual_seed(self.seed)
+        measured, failures, hashes = self.measure()
+        claims = tuple(self.judge_claim(c, measured, failures) for c in self.plan.claims)
+        manifest = dataset.load_manifest(data_dir(self.run_dir))
+        return results.StudyResult(
+            study=self.plan.study,
+            confidence=self.plan.confidence,
+            claims=claims,
+            provenance=results.Provenance(
+                spec=Path(self.plan.source).name,
+                plan_hash=self.plan.content_hash(),
+                run=self.config.name,
+                data_hash=manifest["data_hash"],
+                checkpoints=hashes,
+                seed=self.seed,
+                n_resamples=stats.N_RESAMPLES,
+                hypodsl_version=__version__,
+                torch_version=torch.__version__,
+            ),
+        )
+
+    def judge_claim(
+        self,
+        claim: p.ClaimPlan,
+        measured: dict[tuple[int, str], Measurement],
+        failures: dict[int, str],
+    ) -> results.ClaimResult:
+        preds = tuple(self.judge_prediction(pr, measured, failures) for pr in claim.predictions)
+        verdict, reason = verdicts.combine(preds)
+        return results.ClaimResult(
+            name=claim.name,
+            statement=claim.statement,
+            line=claim.source.line,
+            verdict=verdict,
+            reason=reason,
+            expect=claim.expect,
+            predictions=preds,
+        )
+
+    def judge_prediction(
+        self,
+        pred: p.PredictionPlan,
+        measured: dict[tuple[int, str], Measurement],
+        failures: dict[int, str],
+    ) -> results.PredictionResult:
+        step = resolve_step(pred.step, self.config)
+        base = {"text": pred.text, "line": pred.source.line, "step": step, "probe": pred.probe}
+        if step in failures:
+            reason = f"not evaluable: checkpoint {pred.step.label()} (step {step}): {failures[step]}"
+            return results.PredictionResult(**base, verdict="unsupported", reason=reason)
+        m = measured[(step, pred.probe)]
+        left, right = evaluate(pred.left, m), evaluate(pred.right, m)
+        if len(m.sequence) == 0:
+            reason = "not evaluable: the probe has no reads"
+            return results.PredictionResult(**base, verdict="unsupported", reason=reason)
+        if not (np.isfinite(left).all() and np.isfinite(right).all()):
+            reason = "not evaluable: a measured value is not finite"
+            return results.PredictionResult(**base, verdict="unsupported", reason=reason)
+        boot = stats.paired_cluster_bootstrap(
+            left, right, m.sequence, self.plan.confidence, seed=self.seed
+        )
+        d = boot.difference
+        verdict, reason = verdicts.decide(pred.op, d.low, d.high, self.plan.confidence)
+        return results.PredictionResult(
+            **base,
+            verdict=verdict,
+            reason=reason,
+            estimate=boot.left.value,
+            interval=results.Interval(low=boot.left.low, high=boot.left.high),
+            threshold=boot.right.value,
+            difference=d.value,
+            difference_interval=results.Interval(low=d.low, high=d.high),
+            n=boot.n_reads,
+            n_sequences=boot.n_sequences,
+        )
+
+
+def evaluate(expr: p.QuantityExpr | p.NumberExpr | p.BinaryExpr, m: Measurement) -> np.ndarray:
+    """Per-read values of an expression; constants are broadcast over the reads."""
+    if isinstance(expr, p.NumberExpr):
+        return np.full(len(m.sequence), expr.value)
+    if isinstance(expr, p.QuantityExpr):
+        return m.values[expr.name]
+    left, right = evaluate(expr.left, m), evaluate(expr.right, m)
+    return left + right if expr.op == "+" else left - right
+
+
+def run_plan(plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None) -> results.StudyResult:
+    return Engine(plan, run_dir, seed, progress).run()

@@ -1,0 +1,1 @@
+"""The stream KV benchmark: vocabulary, program generator, roles and sanity report."""

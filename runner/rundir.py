@@ -1,0 +1,82 @@
+"""The layout of a run directory and the plain-JSON files in it.
+
+```
+RUN/config.json      the TrainConfig it was trained with
+RUN/signature.json   what a spec may name: layers, heads, widths, vocabulary, roles, splits,
+                     checkpoint steps (read by `hypo check` without loading torch models)
+RUN/metrics.jsonl    one line of per-split metrics per checkpoint
+RUN/checkpoints/     step_NNNNNN.safetensors + step_NNNNNN.json
+RUN/data/            the generated benchmark it was trained on
+RUN/resume.*         the latest optimiser state, for resuming after a kill
+```
+"""
+
+from __future__ import annotations
+
+from hypodsl.errors import UserError
+
+import json
+from pathlib import Path
+from typing import Any
+
+from runner.atomic import atomic_write_text
+from runner.checkpoints import list_steps
+from runner.configs import TrainConfig
+from runner.kv import vocab
+from runner.kv.dataset import SPLITS
+from runner.kv.roles import ROLE_NAMES
+
+
+class RunError(UserError):
+    """A run directory that is missing or incomplete."""
+
+
+def config_path(run_dir: Path) -> Path:
+    return run_dir / "config.json"
+
+
+def data_dir(run_dir: Path) -> Path:
+    return run_dir / "data"
+
+
+def read_config(run_dir: Path) -> TrainConfig:
+    path = config_path(run_dir)
+    if not path.exists():
+        raise RunError(f"{run_dir}: not a run directory (no config.json); train one with `hypo train`")
+    return TrainConfig.model_validate_json(path.read_text())
+
+
+def write_signature(run_dir: Path, config: TrainConfig, data_manifest: dict[str, Any]) -> None:
+    m = config.model
+    signature = {
+        "run": config.name,
+        "model": {
+            "n_layers": m.n_layers,
+            "n_heads": m.n_heads,
+            "d_model": m.d_model,
+            "d_head": m.d_head,
+            "d_ff": m.d_ff,
+            "n_ctx": m.n_ctx,
+        },
+        "vocab": vocab.token_names(),
+        "roles": list(ROLE_NAMES),
+        "splits": {s: data_manifest["splits"][s] for s in SPLITS},
+        "checkpoints": list_steps(run_dir),
+        "final_step": config.steps,
+        "data_hash": data_manifest["data_hash"],
+    }
+    atomic_write_text(run_dir / "signature.json", json.dumps(signature, indent=2) + "\n")
+
+
+def read_signature(path: Path) -> dict[str, Any]:
+    sig = path / "signature.json" if path.is_dir() else path
+    if not sig.exists():
+        raise RunError(f"{sig}: no signature.json (is this a run directory?)")
+    return json.loads(sig.read_text())
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,188 @@
+"""Training with dense checkpoints, resumable after a kill at any moment.
+
+Plain next-token prediction with AdamW, linear warm-up then cosine decay. The batch of step s is
+a pure function of (seed, s): the train split is reshuffled each epoch by a generator seeded with
+(seed, epoch). Together with the optimiser state saved at every checkpoint, this makes a run that
+is killed and started again end with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file as load_tensors
+from safetensors.torch import save as save_tensors
+
+from runner import behaviour
+from runner.atomic import atomic_write_bytes, atomic_write_text
+from runner.checkpoints import save_checkpoint
+from runner.configs import TrainConfig
+from runner.kv import dataset
+from runner.kv.dataset import EVAL_SPLITS, Split
+from runner.model import Transformer
+from runner.rundir import RunError, config_path, data_dir, write_signature
+from runner.scoring import split_summary
+
+# on_step(step_done, total_steps, loss); on_checkpoint(step, metrics)
+StepCallback = Callable[[int, int, float], None]
+CheckpointCallback = Callable[[int, dict[str, dict[str, float]]], None]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class BatchOrder:
+    """Which train sequences form the batch of each step: a pure function of (seed, step)."""
+
+    def __init__(self, n_sequences: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n_sequences, batch_size, seed
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> np.ndarray:
+        flat = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+        return np.array([self._perm(int(i // self.n))[i % self.n] for i in flat])
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings
+    no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and LayerNorm gains
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+
+
+def evaluate(model: torch.nn.Module, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
+    model.eval()
+    metrics = {name: split_summary(model, split) for name, split in splits.items()}
+    model.train()
+    return metrics
+
+
+def _save_resume(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+    state = opt.state_dict()
+    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    for idx, slots in state["state"].items():
+        tensors.update({f"opt.{idx}.{name}": t.clone() for name, t in slots.items()})
+    atomic_write_bytes(run_dir / "resume.safetensors", save_tensors(tensors))
+    meta = {"step": step, "param_groups": state["param_groups"]}
+    atomic_write_text(run_dir / "resume.json", json.dumps(meta) + "\n")
+
+
+def _load_resume(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
+    meta = json.loads((run_dir / "resume.json").read_text())
+    tensors = load_tensors(str(run_dir / "resume.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            slots.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    return int(meta["step"])
+
+
+def _prepare_run_dir(config: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """Write config.json (or check it matches) and make sure the run's data exists."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = config_path(run_dir)
+    if path.exists():
+        existing = TrainConfig.model_validate_json(path.read_text())
+        if existing != config:
+            raise RunError(
+                f"{run_dir} holds a run with another config ({existing.name}); "
+                "resume it with that config or choose another --out"
+            )
+    else:
+        atomic_write_text(path, config.model_dump_json(indent=2) + "\n")
+    data = data_dir(run_dir)
+    if (data / "dataset.json").exists():
+        manifest = dataset.load_manifest(data)
+        if manifest["config"] != config.data.model_dump():
+            raise RunError(f"{data} was generated with another data config than {config.name}'s")
+        return manifest
+    return dataset.save(data, config.data, dataset.generate(config.data))
+
+
+def _append_metrics(run_dir: Path, step: int, metrics: dict[str, dict[str, float]]) -> None:
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    # After a resume, drop lines the killed process wrote past the resumed checkpoint.
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] < step]
+    kept.append(json.dumps({"step": step, "splits": metrics}))
+    atomic_write_text(path, "\n".join(kept) + "\n")
+
+
+def train(
+    config: TrainConfig,
+    run_dir: Path,
+    on_step: StepCallback | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
+) -> Transformer:
+    """Train (or resume) the run in `run_dir` and return the final model."""
+    manifest = _prepare_run_dir(config, run_dir)
+    data = data_dir(run_dir)
+    train_tokens = dataset.load_tokens(data, "train")
+    eval_splits = {s: dataset.load_split(data, s, config.eval_sequences) for s in ("train", *EVAL_SPLITS)}
+    torch.manual_seed(config.seed)
+    model = Transformer(config.model)
+    opt = make_optimizer(model, config)
+    order = BatchOrder(len(train_tokens), config.batch_size, config.seed)
+    checkpoint_steps = set(config.checkpoint_steps())
+    meta = {"config_hash": config.content_hash(), "data_hash": manifest["data_hash"]}
+
+    start = _load_resume(run_dir, model, opt) if (run_dir / "resume.json").exists() else 0
+    if start == 0:
+        _checkpoint(run_dir, 0, model, opt, eval_splits, meta, manifest, config, on_checkpoint)
+    model.train()
+    for step in range(start, config.steps):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(config, step)
+        tokens = torch.as_tensor(train_tokens[order.indices(step)])
+        loss = behaviour.next_token_loss(model(tokens), tokens)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        if on_step:
+            on_step(step + 1, config.steps, float(loss))
+        if step + 1 in checkpoint_steps:
+            _checkpoint(run_dir, step + 1, model, opt, eval_splits, meta, manifest, config, on_checkpoint)
+    return model.eval()
+
+
+def _checkpoint(
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    eval_splits: dict[str, Split],
+    meta: dict[str, str],
+    manifest: dict[str, Any],
+    config: TrainConfig,
+    on_checkpoint: CheckpointCallback | None,
+) -> None:
+    metrics = evaluate(model, eval_splits)
+    save_checkpoint(run_dir, step, model, {**meta, "metrics": metrics})
+    _append_metrics(run_dir, step, metrics)
+    _save_resume(run_dir, step, model, opt)
+    write_signature(run_dir, config, manifest)
+    if on_checkpoint:
+        on_checkpoint(step, metrics)

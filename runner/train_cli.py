@@ -1,0 +1,40 @@
+"""`hypo train`: training with a Rich progress bar and a line per checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from runner.checkpoints import list_steps
+from runner.configs import TrainConfig
+from runner.train import train
+
+
+def train_with_progress(config: TrainConfig, run_dir: Path, console: Console) -> None:
+    if config.steps in list_steps(run_dir):
+        console.print(f"{run_dir}: already trained to step {config.steps}; nothing to do")
+        return
+    start = time.monotonic()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"train {config.name}", total=config.steps, loss=float("nan"))
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            progress.update(task, completed=step, loss=loss)
+
+        def on_checkpoint(step: int, metrics: dict[str, dict[str, float]]) -> None:
+            progress.update(task, completed=step)
+            accs = "  ".join(f"{s} {m['answer_accuracy']:.3f}" for s, m in metrics.items())
+            progress.console.print(f"step {step:>6}  answer accuracy: {accs}")
+
+        train(config, run_dir, on_step=on_step, on_checkpoint=on_checkpoint)
+    console.print(f"trained {run_dir} in {time.monotonic() - start:.0f} s")

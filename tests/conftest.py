@@ -1,0 +1,33 @@
+"""Shared fixtures: a small generated benchmark, and a tiny run trained once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+SMALL_DATA = {
+    "train": 500, "val_iid": 64, "test_iid": 64, "heldout": 64, "structural_ood": 64,
+    "counterfactual": 64,
+}
+
+
+@pytest.fixture(scope="session")
+def small_arrays():
+    from runner.kv.dataset import DataConfig, generate
+
+    return generate(DataConfig(seed=3, **SMALL_DATA))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The `tiny` config trained to its end (about 5 s)."""
+    from runner.configs import NAMED_CONFIGS
+    from runner.train import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train(NAMED_CONFIGS["tiny"], run_dir)
+    return run_dir
