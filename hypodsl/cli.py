@@ -181,14 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="show each claim's reason")
     run.set_defaults(func=cmd_run)
 
-    data = sub.add_parser("data", help="benchmark data").add_subparsers(dest="data_cmd", required=True)
+    data = sub.add_parser("data", help="benchmark data").add_subparsers(
+        dest="data_cmd", required=True
+    )
     gen = data.add_parser("generate", help="generate every split and its sanity report")
     gen.add_argument("--out", required=True)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--train", type=int, help="train-split size in sequences (default 100000)")
     gen.set_defaults(func=cmd_data_generate)
 
-    model = sub.add_parser("model", help="model configs").add_subparsers(dest="model_cmd", required=True)
+    model = sub.add_parser("model", help="model configs").add_subparsers(
+        dest="model_cmd", required=True
+    )
     info = model.add_parser("info", help="print a config's shape and parameter count")
     info.add_argument("--config", default="small", help="small, reference, tiny or a JSON file")
     info.set_defaults(func=cmd_model_info)

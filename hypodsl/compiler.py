@@ -101,7 +101,9 @@ class _Compiler:
     def prediction(self, pr: s.Prediction) -> p.PredictionPlan:
         if pr.probe.text not in self.probes:
             hint = suggest(pr.probe.text, self.probes)
-            self.error(f"probe `{pr.probe.text}` is not declared before this claim{hint}", pr.probe.pos)
+            self.error(
+                f"probe `{pr.probe.text}` is not declared before this claim{hint}", pr.probe.pos
+            )
         return p.PredictionPlan(
             step=self.step(pr.step),
             probe=pr.probe.text,

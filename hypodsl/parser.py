@@ -105,7 +105,7 @@ def _acceptable(e: UnexpectedInput) -> set[str]:
     if parser is not None:
         try:
             return set(parser.accepts())
-        except Exception:  # noqa: BLE001 - fall back to Lark's own, coarser set
+        except Exception:
             pass
     return set(getattr(e, "expected", set()) or set())
 
@@ -179,7 +179,10 @@ class _ToSyntax(Transformer):
     def probe_decl(self, meta: Meta, children: list) -> s.ProbeDecl:
         name, split, n, *seed = children
         return s.ProbeDecl(
-            _pos(self.uri, meta), self._name(name), self._name(split), int(n),
+            _pos(self.uri, meta),
+            self._name(name),
+            self._name(split),
+            int(n),
             seed[0] if seed else None,
         )
 

@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from runner.kv import vocab
 
 
-def answer_logits(logits: torch.Tensor, sequence: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+def answer_logits(
+    logits: torch.Tensor, sequence: torch.Tensor, answer: torch.Tensor
+) -> torch.Tensor:
     """[read, vocab] logits at each read's answer position."""
     return logits[sequence, answer]
 
@@ -37,7 +39,9 @@ def per_read(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tens
     }
 
 
-def token_loss_and_accuracy(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def token_loss_and_accuracy(
+    logits: torch.Tensor, tokens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean next-token loss and accuracy over every non-padding target of a batch."""
     targets = tokens[:, 1:]
     keep = targets != vocab.PAD

@@ -8,8 +8,6 @@ so a truncated or altered file is reported as corrupt instead of being loaded.
 
 from __future__ import annotations
 
-from hypodsl.errors import UserError
-
 import hashlib
 import json
 import re
@@ -21,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from hypodsl.errors import UserError
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.model import ModelConfig, Transformer
 
@@ -87,7 +86,9 @@ def load_model(run_dir: Path, step: int, config: ModelConfig) -> Transformer:
     try:
         model.load_state_dict(load_state(run_dir, step))
     except RuntimeError as e:
-        raise CheckpointError(f"{weights_path(run_dir, step)}: does not fit the model: {e}") from None
+        raise CheckpointError(
+            f"{weights_path(run_dir, step)}: does not fit the model: {e}"
+        ) from None
     return model.eval()
 
 

@@ -7,14 +7,13 @@ A config can also be a JSON file with the same fields.
 
 from __future__ import annotations
 
-from hypodsl.errors import UserError
-
 import hashlib
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from hypodsl.errors import UserError
 from runner.kv.dataset import DataConfig
 from runner.model import ModelConfig
 
@@ -37,7 +36,7 @@ class TrainConfig(BaseModel):
     # (from_step, every): checkpoint every `every` steps from `from_step` on; step 0 and the
     # last step are always saved.
     checkpoint_schedule: tuple[tuple[int, int], ...] = ((0, 50), (1000, 250))
-    eval_sequences: int = Field(512, description="sequences per split scored at each checkpoint")
+    eval_sequences: int = 512  # sequences per split scored at each checkpoint
 
     def checkpoint_steps(self) -> list[int]:
         steps = {0, self.steps}
@@ -67,7 +66,11 @@ NAMED_CONFIGS: dict[str, TrainConfig] = {
         name="tiny",
         model=ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64),
         data=DataConfig(
-            train=2000, val_iid=128, test_iid=128, heldout=128, structural_ood=128,
+            train=2000,
+            val_iid=128,
+            test_iid=128,
+            heldout=128,
+            structural_ood=128,
             counterfactual=128,
         ),
         steps=60,

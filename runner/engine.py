@@ -9,6 +9,7 @@ that need it Unsupported, with the reason, and never stops the others.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,9 @@ def resolve_step(step: p.StepRef, config: TrainConfig) -> int:
 
 
 class Engine:
-    def __init__(self, plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None):
+    def __init__(
+        self, plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None
+    ):
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
         self.config = read_config(run_dir)
         self.progress = progress or (lambda _: None)
@@ -137,25 +140,29 @@ class Engine:
         failures: dict[int, str],
     ) -> results.PredictionResult:
         step = resolve_step(pred.step, self.config)
-        base = {"text": pred.text, "line": pred.source.line, "step": step, "probe": pred.probe}
+        result = functools.partial(
+            results.PredictionResult,
+            text=pred.text,
+            line=pred.source.line,
+            step=step,
+            probe=pred.probe,
+        )
         if step in failures:
-            reason = f"not evaluable: checkpoint {pred.step.label()} (step {step}): {failures[step]}"
-            return results.PredictionResult(**base, verdict="unsupported", reason=reason)
+            reason = f"checkpoint {pred.step.label()} (step {step}): {failures[step]}"
+            return result(verdict="unsupported", reason=f"not evaluable: {reason}")
         m = measured[(step, pred.probe)]
         left, right = evaluate(pred.left, m), evaluate(pred.right, m)
         if len(m.sequence) == 0:
-            reason = "not evaluable: the probe has no reads"
-            return results.PredictionResult(**base, verdict="unsupported", reason=reason)
+            return result(verdict="unsupported", reason="not evaluable: the probe has no reads")
         if not (np.isfinite(left).all() and np.isfinite(right).all()):
             reason = "not evaluable: a measured value is not finite"
-            return results.PredictionResult(**base, verdict="unsupported", reason=reason)
+            return result(verdict="unsupported", reason=reason)
         boot = stats.paired_cluster_bootstrap(
             left, right, m.sequence, self.plan.confidence, seed=self.seed
         )
         d = boot.difference
         verdict, reason = verdicts.decide(pred.op, d.low, d.high, self.plan.confidence)
-        return results.PredictionResult(
-            **base,
+        return result(
             verdict=verdict,
             reason=reason,
             estimate=boot.left.value,
@@ -178,5 +185,7 @@ def evaluate(expr: p.QuantityExpr | p.NumberExpr | p.BinaryExpr, m: Measurement)
     return left + right if expr.op == "+" else left - right
 
 
-def run_plan(plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None) -> results.StudyResult:
+def run_plan(
+    plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None
+) -> results.StudyResult:
     return Engine(plan, run_dir, seed, progress).run()

@@ -50,16 +50,18 @@ def hooks(model: nn.Module, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator
             point = resolve(model, name)
             handles.append(point.register_forward_hook(_adapt(fn, name)))
         for attn in per_head:
-            attention[attn].per_head_result = True  # type: ignore[union-attr]
+            attention[attn].per_head_result = True
         yield model
     finally:
         for handle in handles:
             handle.remove()
         for attn in per_head:
-            attention[attn].per_head_result = False  # type: ignore[union-attr]
+            attention[attn].per_head_result = False
 
 
-def _adapt(fn: HookFn, name: str) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]:
+def _adapt(
+    fn: HookFn, name: str
+) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]:
     def forward_hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         return fn(output, name)
 

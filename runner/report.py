@@ -12,8 +12,10 @@ VERDICT_LABEL = {"supported": "Supported", "negative": "Negative", "unsupported"
 LEGEND = (
     "| verdict | meaning |\n|---|---|\n"
     "| Supported | the interval of every prediction lies wholly on the predicted side |\n"
-    "| Negative | the interval of a prediction lies wholly on the other side: the data contradict the claim |\n"
-    "| Unsupported | inconclusive (an interval straddles the threshold) or not evaluable (the reason says why) |\n"
+    "| Negative | the interval of a prediction lies wholly on the other side: "
+    "the data contradict the claim |\n"
+    "| Unsupported | inconclusive (an interval straddles the threshold) "
+    "or not evaluable (the reason says why) |\n"
 )
 
 
@@ -70,7 +72,8 @@ def _claim_section(claim: ClaimResult) -> list[str]:
         "",
         f"Verdict: {_verdict(claim)} — {claim.reason}",
         "",
-        "| prediction | step | probe | estimate | interval | threshold | difference | n (sequences) | verdict |",
+        "| prediction | step | probe | estimate | interval | threshold | difference "
+        "| n (sequences) | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for pred in claim.predictions:
@@ -79,7 +82,8 @@ def _claim_section(claim: ClaimResult) -> list[str]:
             di = pred.difference_interval
             diff = f"{fmt(pred.difference)} [{di.low:.3f}, {di.high:.3f}]"
         lines.append(
-            f"| `{pred.text}` | {pred.step} | {pred.probe} | {fmt(pred.estimate)} | {interval(pred)} "
+            f"| `{pred.text}` | {pred.step} | {pred.probe} | {fmt(pred.estimate)} "
+            f"| {interval(pred)} "
             f"| {fmt(pred.threshold)} | {diff} | {pred.n} ({pred.n_sequences}) "
             f"| {VERDICT_LABEL[pred.verdict]} |"
         )

@@ -13,12 +13,11 @@ RUN/resume.*         the latest optimiser state, for resuming after a kill
 
 from __future__ import annotations
 
-from hypodsl.errors import UserError
-
 import json
 from pathlib import Path
 from typing import Any
 
+from hypodsl.errors import UserError
 from runner.atomic import atomic_write_text
 from runner.checkpoints import list_steps
 from runner.configs import TrainConfig
@@ -42,7 +41,9 @@ def data_dir(run_dir: Path) -> Path:
 def read_config(run_dir: Path) -> TrainConfig:
     path = config_path(run_dir)
     if not path.exists():
-        raise RunError(f"{run_dir}: not a run directory (no config.json); train one with `hypo train`")
+        raise RunError(
+            f"{run_dir}: not a run directory (no config.json); train one with `hypo train`"
+        )
     return TrainConfig.model_validate_json(path.read_text())
 
 

@@ -76,7 +76,9 @@ def evaluate(model: torch.nn.Module, splits: dict[str, Split]) -> dict[str, dict
     return metrics
 
 
-def _save_resume(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
+def _save_resume(
+    run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer
+) -> None:
     state = opt.state_dict()
     tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     for idx, slots in state["state"].items():
@@ -140,7 +142,9 @@ def train(
     manifest = _prepare_run_dir(config, run_dir)
     data = data_dir(run_dir)
     train_tokens = dataset.load_tokens(data, "train")
-    eval_splits = {s: dataset.load_split(data, s, config.eval_sequences) for s in ("train", *EVAL_SPLITS)}
+    eval_splits = {
+        s: dataset.load_split(data, s, config.eval_sequences) for s in ("train", *EVAL_SPLITS)
+    }
     torch.manual_seed(config.seed)
     model = Transformer(config.model)
     opt = make_optimizer(model, config)
@@ -162,9 +166,11 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
         if on_step:
-            on_step(step + 1, config.steps, float(loss))
+            on_step(step + 1, config.steps, loss.item())
         if step + 1 in checkpoint_steps:
-            _checkpoint(run_dir, step + 1, model, opt, eval_splits, meta, manifest, config, on_checkpoint)
+            _checkpoint(
+                run_dir, step + 1, model, opt, eval_splits, meta, manifest, config, on_checkpoint
+            )
     return model.eval()
 
 

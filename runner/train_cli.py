@@ -12,6 +12,8 @@ from runner.checkpoints import list_steps
 from runner.configs import TrainConfig
 from runner.train import train
 
+SHOWN = ("test_iid", "heldout", "structural_ood")  # all splits are in metrics.jsonl
+
 
 def train_with_progress(config: TrainConfig, run_dir: Path, console: Console) -> None:
     if config.steps in list_steps(run_dir):
@@ -33,8 +35,8 @@ def train_with_progress(config: TrainConfig, run_dir: Path, console: Console) ->
 
         def on_checkpoint(step: int, metrics: dict[str, dict[str, float]]) -> None:
             progress.update(task, completed=step)
-            accs = "  ".join(f"{s} {m['answer_accuracy']:.3f}" for s, m in metrics.items())
-            progress.console.print(f"step {step:>6}  answer accuracy: {accs}")
+            accs = "  ".join(f"{s} {metrics[s]['answer_accuracy']:.3f}" for s in SHOWN)
+            progress.console.print(f"step {step:>6}  answer accuracy  {accs}")
 
         train(config, run_dir, on_step=on_step, on_checkpoint=on_checkpoint)
     console.print(f"trained {run_dir} in {time.monotonic() - start:.0f} s")

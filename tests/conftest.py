@@ -10,7 +10,11 @@ import torch
 torch.set_num_threads(2)
 
 SMALL_DATA = {
-    "train": 500, "val_iid": 64, "test_iid": 64, "heldout": 64, "structural_ood": 64,
+    "train": 500,
+    "val_iid": 64,
+    "test_iid": 64,
+    "heldout": 64,
+    "structural_ood": 64,
     "counterfactual": 64,
 }
 

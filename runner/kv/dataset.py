@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -121,9 +122,15 @@ def _counterfactual(rng: np.random.Generator, ops: list[Op], pools: ValuePools) 
     taken = {op.value for op in ops if op.key == key}
     choices = [v for v in pools.open_values[key].tolist() if v not in taken]
     new_value = int(rng.choice(choices))
-    edited = [Op(op.is_read, op.key, new_value if op.value == ops[edit].value and op.key == key
-                 else op.value) for op in ops]
-    for prev, op in zip(edited, edited[1:], strict=False):
+    edited = [
+        Op(
+            op.is_read,
+            op.key,
+            new_value if op.value == ops[edit].value and op.key == key else op.value,
+        )
+        for op in ops
+    ]
+    for prev, op in pairwise(edited):
         if op.is_read and prev.value == op.value:
             return None
     return edited
@@ -161,7 +168,9 @@ def _pad(sequences: list[list[int]], max_len: int) -> np.ndarray:
     return out
 
 
-def generate(config: DataConfig, progress: object | None = None) -> dict[str, dict[str, np.ndarray]]:
+def generate(
+    config: DataConfig, progress: object | None = None
+) -> dict[str, dict[str, np.ndarray]]:
     """Every split as arrays ready to save: tokens, lengths, read tables, clean tokens."""
     pools = ValuePools(draw_heldout_pairs(config.seed, config.heldout_fraction))
     dedup = _Deduplicator()
@@ -213,7 +222,7 @@ def save(out_dir: Path, config: DataConfig, arrays: dict[str, dict[str, np.ndarr
     manifest = {
         "benchmark": "stream_kv",
         "config": config.model_dump(),
-        "splits": {s: int(len(arrays[s]["tokens"])) for s in SPLITS},
+        "splits": {s: len(arrays[s]["tokens"]) for s in SPLITS},
         "sha256": hashes,
         "data_hash": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
     }
@@ -230,7 +239,9 @@ def _safetensors_bytes(tensors: dict[str, np.ndarray]) -> bytes:
 def load_manifest(data_dir: Path) -> dict:
     path = data_dir / "dataset.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no dataset here (run `hypo data generate --out {data_dir}`)")
+        raise FileNotFoundError(
+            f"{path}: no dataset here (run `hypo data generate --out {data_dir}`)"
+        )
     return json.loads(path.read_text())
 
 
@@ -264,5 +275,3 @@ def load_split(data_dir: Path, split: str, limit: int | None = None) -> Split:
 
 def load_heldout_pairs(data_dir: Path) -> np.ndarray:
     return load_file(str(data_dir / "heldout_pairs.safetensors"))["mask"].astype(bool)
-
-

@@ -118,8 +118,10 @@ def _assign_values(
                 return None
             ops.append(Op(True, key, answer))
             continue
-        pool = pools.heldout_values[key] if heldout_answers and i in read_writes else (
-            pools.open_values[key]
+        pool = (
+            pools.heldout_values[key]
+            if heldout_answers and i in read_writes
+            else (pools.open_values[key])
         )
         taken = used.setdefault(key, set())
         choices = [v for v in pool.tolist() if v not in taken]

@@ -44,7 +44,10 @@ def test_true_false_and_missing_claims_get_their_verdicts(tiny_run: Path):
     result = run_plan(plan_for(tiny_run), tiny_run)
     verdicts = {c.name: c.verdict for c in result.claims}
     assert verdicts == {
-        "chance": "supported", "solved": "negative", "missing": "unsupported", "loss_fell": "supported",
+        "chance": "supported",
+        "solved": "negative",
+        "missing": "unsupported",
+        "loss_fell": "supported",
     }
     missing = next(c for c in result.claims if c.name == "missing")
     assert "not evaluable" in missing.reason and "step 50" in missing.reason
@@ -88,7 +91,9 @@ def test_results_are_deterministic_and_the_report_renders(tiny_run: Path):
     assert "not evaluable" in md and "Provenance" in md
 
 
-def test_cli_run_writes_reports_and_checks_against_the_signature(tiny_run: Path, tmp_path: Path, capsys):
+def test_cli_run_writes_reports_and_checks_against_the_signature(
+    tiny_run: Path, tmp_path: Path, capsys
+):
     spec = tmp_path / "tiny.hyp"
     spec.write_text(SPEC.replace("at 50", "at 40"))
     assert main(["run", str(spec), "--run", str(tiny_run), "--report", str(tmp_path / "rep")]) == 0

@@ -26,8 +26,21 @@ def test_run_directory_holds_checkpoints_metrics_and_signature(tiny_run: Path):
     assert list_steps(tiny_run) == steps
     assert [m["step"] for m in read_metrics(tiny_run)] == steps
     final = read_metrics(tiny_run)[-1]["splits"]
-    assert set(final) == {"train", "val_iid", "test_iid", "heldout", "structural_ood", "counterfactual"}
-    assert set(final["test_iid"]) == {"loss", "token_accuracy", "answer_accuracy", "answer_loss", "answer_margin"}
+    assert set(final) == {
+        "train",
+        "val_iid",
+        "test_iid",
+        "heldout",
+        "structural_ood",
+        "counterfactual",
+    }
+    assert set(final["test_iid"]) == {
+        "loss",
+        "token_accuracy",
+        "answer_accuracy",
+        "answer_loss",
+        "answer_margin",
+    }
     first = read_metrics(tiny_run)[0]["splits"]["test_iid"]
     assert final["test_iid"]["loss"] < first["loss"]  # it learned something
     sig = read_signature(tiny_run)
@@ -49,8 +62,18 @@ def test_a_truncated_checkpoint_is_reported_not_loaded(tiny_run: Path, tmp_path:
 
 
 def _train_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "hypodsl.cli", "train", "--config", "tiny", "--out", str(out),
-            "--threads", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "hypodsl.cli",
+        "train",
+        "--config",
+        "tiny",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -64,8 +87,13 @@ def test_killed_training_resumes_to_exactly_the_uninterrupted_weights(tmp_path: 
     subprocess.run(_train_cmd(straight), check=True, env=env, capture_output=True)
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _train_cmd(killed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     resume = killed / "resume.json"
     while time.monotonic() < deadline:

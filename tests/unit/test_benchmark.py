@@ -71,7 +71,9 @@ def test_counterfactual_changes_one_written_value_and_the_answers_that_read_it(s
     for edited, clean in zip(cf["tokens"], cf["clean_tokens"], strict=True):
         a, b = ops_of(edited), ops_of(clean)
         assert [(o.is_read, o.key) for o in a] == [(o.is_read, o.key) for o in b]
-        changed_writes = {(o.key, o.value, p.value) for o, p in zip(a, b) if not o.is_read and o != p}
+        changed_writes = {
+            (o.key, o.value, p.value) for o, p in zip(a, b, strict=True) if not o.is_read and o != p
+        }
         assert len(changed_writes) == 1
         assert any(o.is_read and o != p for o, p in zip(a, b, strict=True))
 

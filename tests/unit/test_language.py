@@ -57,10 +57,24 @@ def test_demo_spec_checks_clean():
 @pytest.mark.parametrize(
     ("text", "line", "column", "message"),
     [
-        ('study "S"\nclaim a "t" { at final on p: accuracy 0.8 }', 2, 39,
-         "a comparison operator (<, <=, >, >=) after `accuracy`"),
-        ('study "S"\nprobe p = split test_iid n\n', 2, 27, "the file ends too early: expected a whole number"),
-        ('study "S"\nclaim a "t" { at final on p: accuracy > 0.8 ', 2, 44, "expected `+`, `-`, `at` or `}` after `0.8`"),
+        (
+            'study "S"\nclaim a "t" { at final on p: accuracy 0.8 }',
+            2,
+            39,
+            "a comparison operator (<, <=, >, >=) after `accuracy`",
+        ),
+        (
+            'study "S"\nprobe p = split test_iid n\n',
+            2,
+            27,
+            "the file ends too early: expected a whole number",
+        ),
+        (
+            'study "S"\nclaim a "t" { at final on p: accuracy > 0.8 ',
+            2,
+            44,
+            "expected `+`, `-`, `at` or `}` after `0.8`",
+        ),
         ('stduy "S"', 1, 1, "found `stduy`"),
         ('study "S" $', 1, 11, "unexpected character `$`"),
     ],
@@ -96,7 +110,9 @@ claim a "t" { at final on iid: accuracy > 0.5 }
 
 
 def test_use_before_declaration_is_an_error():
-    text = 'study "S"\nclaim a "t" { at final on iid: accuracy > 0.5 }\nprobe iid = split test_iid n 4'
+    text = (
+        'study "S"\nclaim a "t" { at final on iid: accuracy > 0.5 }\nprobe iid = split test_iid n 4'
+    )
     with pytest.raises(HypValidationError, match="not declared before"):
         compile_text(text)
 

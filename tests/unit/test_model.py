@@ -57,8 +57,10 @@ def plain_forward(m: Transformer, tokens: torch.Tensor, library_layer_norm: bool
         att = F.softmax(att.masked_fill(~mask, float("-inf")), dim=-1)
         z = (att @ v).transpose(1, 2).reshape(B, T, cfg.d_model)
         x = x + F.linear(z, sd[p + "attn.c_proj.weight"], sd[p + "attn.c_proj.bias"])
-        h = F.gelu(F.linear(ln(x, p + "ln2"), sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"]),
-                   approximate="tanh")
+        h = F.gelu(
+            F.linear(ln(x, p + "ln2"), sd[p + "mlp.c_fc.weight"], sd[p + "mlp.c_fc.bias"]),
+            approximate="tanh",
+        )
         x = x + F.linear(h, sd[p + "mlp.c_proj.weight"], sd[p + "mlp.c_proj.bias"])
     return F.linear(ln(x, "ln_final"), sd["embed.weight"])
 
@@ -72,7 +74,9 @@ def test_forward_equals_a_plain_gpt2_forward_bit_for_bit(model, tokens):
         ours = model(tokens)
         assert torch.equal(ours, plain_forward(model, tokens, library_layer_norm=False))
         # and it is GPT-2: torch's own LayerNorm gives the same logits up to rounding
-        assert torch.allclose(ours, plain_forward(model, tokens, library_layer_norm=True), atol=1e-5)
+        assert torch.allclose(
+            ours, plain_forward(model, tokens, library_layer_norm=True), atol=1e-5
+        )
 
 
 def test_caching_every_activation_changes_nothing(model, tokens):
@@ -99,11 +103,21 @@ def test_per_head_results_sum_to_the_attention_output(model, tokens):
 def test_hook_names_follow_transformer_lens(model):
     names = set(hook_points(model))
     expected = {
-        "hook_embed", "hook_pos_embed", "ln_final.hook_scale",
-        "blocks.0.hook_resid_pre", "blocks.0.hook_attn_out", "blocks.0.hook_mlp_out",
-        "blocks.0.hook_resid_post", "blocks.1.attn.hook_q", "blocks.1.attn.hook_k",
-        "blocks.1.attn.hook_v", "blocks.1.attn.hook_attn_scores", "blocks.1.attn.hook_pattern",
-        "blocks.1.attn.hook_z", "blocks.1.attn.hook_result", "blocks.1.mlp.hook_pre",
+        "hook_embed",
+        "hook_pos_embed",
+        "ln_final.hook_scale",
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_attn_out",
+        "blocks.0.hook_mlp_out",
+        "blocks.0.hook_resid_post",
+        "blocks.1.attn.hook_q",
+        "blocks.1.attn.hook_k",
+        "blocks.1.attn.hook_v",
+        "blocks.1.attn.hook_attn_scores",
+        "blocks.1.attn.hook_pattern",
+        "blocks.1.attn.hook_z",
+        "blocks.1.attn.hook_result",
+        "blocks.1.mlp.hook_pre",
         "blocks.1.mlp.hook_post",
     }
     assert expected <= names
@@ -123,15 +137,17 @@ def test_a_hook_can_replace_an_activation_and_is_removed_even_after_an_error(mod
         with hooks(model, [("blocks.1.hook_mlp_out", lambda x, name: torch.zeros_like(x))]):
             ablated = model(tokens)
         assert not torch.equal(ablated, clean)
-        with pytest.raises(RuntimeError), hooks(
-            model, [("blocks.0.hook_attn_out", lambda x, name: x * 0)]
+        with (
+            pytest.raises(RuntimeError),
+            hooks(model, [("blocks.0.hook_attn_out", lambda x, name: x * 0)]),
         ):
             raise RuntimeError("boom")
         assert torch.equal(model(tokens), clean)
 
 
 def test_unknown_hook_name_suggests_the_close_one(model):
-    with pytest.raises(KeyError, match="did you mean `blocks.1.attn.hook_pattern`"), hooks(
-        model, [("blocks.1.attn.hook_patern", lambda x, n: None)]
+    with (
+        pytest.raises(KeyError, match=r"did you mean `blocks\.1\.attn\.hook_pattern`"),
+        hooks(model, [("blocks.1.attn.hook_patern", lambda x, n: None)]),
     ):
         pass

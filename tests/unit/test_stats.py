@@ -33,8 +33,9 @@ def test_interval_covers_the_true_mean_near_the_nominal_rate():
     covered, sims = 0, 300
     for i in range(sims):
         values, clusters = clustered(rng, 80, 0.7)
-        boot = paired_cluster_bootstrap(values, np.zeros_like(values), clusters, 0.9, seed=i,
-                                        n_resamples=500)
+        boot = paired_cluster_bootstrap(
+            values, np.zeros_like(values), clusters, 0.9, seed=i, n_resamples=500
+        )
         covered += boot.left.low <= 0.7 <= boot.left.high
     # 90% nominal; Monte-Carlo sd is about 1.7 points at 300 simulations
     assert 0.84 <= covered / sims <= 0.95
