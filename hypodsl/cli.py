@@ -29,15 +29,20 @@ class UsageError(UserError):
     """Bad arguments or inputs outside a spec (a missing run directory, say)."""
 
 
-def load_plan(spec_path: Path, signature: dict | None) -> Plan:
+def read_spec(spec_path: Path) -> str:
     try:
-        text = spec_path.read_text()
+        return spec_path.read_text()
     except OSError as e:
         raise UsageError(f"{spec_path}: {e.strerror}") from None
+
+
+def load_plan(spec_path: Path, signature: dict | None) -> Plan:
+    text = read_spec(spec_path)
+    sources = {str(spec_path): text}
     try:
-        return compile_spec(parse(text, str(spec_path)), text, signature)
+        return compile_spec(parse(text, str(spec_path)), text, signature, sources=sources)
     except HypError as e:
-        raise _SpecError(format_error(e, {str(spec_path): text})) from None
+        raise _SpecError(format_error(e, sources)) from None
 
 
 class _SpecError(Exception):
@@ -72,10 +77,52 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(plan.model_dump_json(indent=2))
     else:
-        from rich.pretty import Pretty
+        from hypodsl.plan_view import plan_tree
 
-        console.print(Pretty(plan.model_dump()))
+        console.print(plan_tree(plan))
     return 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from hypodsl.formatter import fmt
+
+    changed, failed = [], 0
+    for name in args.specs:
+        path = Path(name)
+        text = read_spec(path)
+        try:
+            formatted = fmt(parse(text, name))
+        except HypError as e:
+            err_console.print(format_error(e, {name: text}), markup=False)
+            failed += 1
+            continue
+        if args.stdout:
+            from rich.syntax import Syntax
+
+            from hypodsl.highlight import HypLexer
+
+            console.print(
+                Syntax(formatted, HypLexer(), theme="ansi_dark", background_color="default")
+            )
+        elif formatted != text:
+            changed.append(name)
+            if not args.check:
+                _write_atomically(path, formatted)
+    for name in changed:
+        console.print(f"{'would reformat' if args.check else 'reformatted'} {name}")
+    if failed:
+        return 2
+    return 1 if args.check and changed else 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -103,6 +150,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     spec = Path(args.spec)
     plan = load_plan(spec, None)
+    if plan.runs is not None and not args.run:
+        raise UsageError(
+            f"{spec}: seed matrices (`runs`) are not evaluated yet; pass --run RUN_DIR"
+        )
     run_dir = _run_dir(args, plan)
     try:
         plan = load_plan(spec, read_signature(run_dir))
@@ -171,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _signature_args(plan)
     plan.set_defaults(func=cmd_plan)
+
+    fmt = sub.add_parser("fmt", help="rewrite specs in the canonical layout")
+    fmt.add_argument("specs", nargs="+")
+    fmt.add_argument("--check", action="store_true", help="exit 1 if a file would change")
+    fmt.add_argument("--stdout", action="store_true", help="print (highlighted), do not write")
+    fmt.set_defaults(func=cmd_fmt)
 
     run = sub.add_parser("run", help="evaluate a spec's claims and write reports")
     run.add_argument("spec")

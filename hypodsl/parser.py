@@ -38,6 +38,18 @@ TERMINAL_WORDS = {
     "EQUAL": "`=`",
     "PLUS": "`+`",
     "MINUS": "`-`",
+    "STAR": "`*`",
+    "SLASH": "`/`",
+    "VBAR": "`|`",
+    "COMMA": "`,`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
+    "HEAD": "a head (`L1.H2`)",
+    "HEAD_INPUT": "a head input (`L1.H2.q`, `.k` or `.v`)",
+    "MLP": "an MLP (`L2.mlp`)",
+    "CORRECTION": "a correction (holm, bh, none)",
+    "AGGREGATE": "an aggregation (all, mean, trend)",
+    "BIRTH_RELATION": "`before` or `after`",
     "$END": "the end of the file",
 }
 
@@ -65,7 +77,8 @@ def parse(text: str, uri: str = "<string>") -> s.Spec:
         tree = _lark().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, text, uri) from None
-    return _ToSyntax(uri).transform(tree)
+    spec = _ToSyntax(uri).transform(tree)
+    return s.Spec(spec.pos, spec.statements, scan_comments(text, uri))
 
 
 def parse_file(path: Path) -> s.Spec:
@@ -155,6 +168,35 @@ def _tok_pos(uri: str, tok: Token) -> SourcePosition:
     )
 
 
+_COMPONENT = re.compile(r"L(\d+)\.(?:H(\d+)(?:\.([qkv]))?|mlp)")
+
+
+def _component(tok: Token) -> tuple[int, int, str | None]:
+    """(layer, head, input) of `L1.H2`, `L1.H2.k` or `L2.mlp` (head -1 for an MLP)."""
+    m = _COMPONENT.fullmatch(str(tok))
+    assert m is not None, tok
+    return int(m.group(1)), int(m.group(2) or -1), m.group(3)
+
+
+def scan_comments(text: str, uri: str) -> tuple[s.Comment, ...]:
+    """Every `#` comment outside a string, with its position."""
+    found = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        in_string = escaped = False
+        for col, ch in enumerate(line):
+            if in_string:
+                escaped = ch == "\\" and not escaped
+                in_string = not (ch == '"' and not escaped)
+            elif ch == '"':
+                in_string = True
+            elif ch == "#":
+                pos = SourcePosition(uri, number, col + 1, number, len(line) + 1)
+                own_line = not line[:col].strip()
+                found.append(s.Comment(pos, line[col:].rstrip(), own_line))
+                break
+    return tuple(found)
+
+
 @v_args(meta=True)
 class _ToSyntax(Transformer):
     """Lark tree to frozen syntax nodes, keeping every node's position."""
@@ -163,71 +205,212 @@ class _ToSyntax(Transformer):
         super().__init__()
         self.uri = uri
 
+    def _p(self, meta: Meta) -> SourcePosition:
+        return _pos(self.uri, meta)
+
     def _name(self, tok: Token) -> s.Name:
         return s.Name(_tok_pos(self.uri, tok), str(tok))
 
+    # statements
     def start(self, meta: Meta, children: list) -> s.Spec:
-        pos = _pos(self.uri, meta) if not meta.empty else SourcePosition(self.uri, 1, 1, 1, 1)
+        pos = self._p(meta) if not meta.empty else SourcePosition(self.uri, 1, 1, 1, 1)
         return s.Spec(pos, tuple(children))
 
-    def study(self, meta: Meta, children: list) -> s.Study:
-        return s.Study(_pos(self.uri, meta), _string(children[0]))
+    def study(self, meta: Meta, c: list) -> s.Study:
+        return s.Study(self._p(meta), _string(c[0]))
 
-    def run_decl(self, meta: Meta, children: list) -> s.RunDecl:
-        return s.RunDecl(_pos(self.uri, meta), self._name(children[0]), _string(children[1]))
+    def run_decl(self, meta: Meta, c: list) -> s.RunDecl:
+        return s.RunDecl(self._p(meta), self._name(c[0]), _string(c[1]))
 
-    def probe_decl(self, meta: Meta, children: list) -> s.ProbeDecl:
-        name, split, n, *seed = children
+    def runs_decl(self, meta: Meta, c: list) -> s.RunsDecl:
+        return s.RunsDecl(self._p(meta), self._name(c[0]), _string(c[1]))
+
+    def import_decl(self, meta: Meta, c: list) -> s.ImportDecl:
+        return s.ImportDecl(self._p(meta), _string(c[0]))
+
+    def probe_decl(self, meta: Meta, c: list) -> s.ProbeDecl:
+        name, split, n, *seed = c
         return s.ProbeDecl(
-            _pos(self.uri, meta),
-            self._name(name),
-            self._name(split),
-            int(n),
-            seed[0] if seed else None,
+            self._p(meta), self._name(name), self._name(split), int(n), seed[0] if seed else None
         )
 
-    def probe_seed(self, meta: Meta, children: list) -> int:
-        return int(children[0])
+    def probe_seed(self, meta: Meta, c: list) -> int:
+        return int(c[0])
 
-    def confidence_decl(self, meta: Meta, children: list) -> s.ConfidenceDecl:
-        return s.ConfidenceDecl(_pos(self.uri, meta), float(children[0]))
+    def confidence_decl(self, meta: Meta, c: list) -> s.ConfidenceDecl:
+        return s.ConfidenceDecl(self._p(meta), float(c[0]))
 
-    def claim(self, meta: Meta, children: list) -> s.Claim:
-        name, text, *rest = children
-        expect = rest.pop(0) if rest and isinstance(rest[0], str) else None
-        return s.Claim(_pos(self.uri, meta), self._name(name), _string(text), expect, tuple(rest))
+    def correction_decl(self, meta: Meta, c: list) -> s.CorrectionDecl:
+        return s.CorrectionDecl(self._p(meta), str(c[0]))  # type: ignore[arg-type]
 
-    def expectation(self, meta: Meta, children: list) -> str:
-        return str(children[0])
+    def window_decl(self, meta: Meta, c: list) -> s.WindowDecl:
+        return s.WindowDecl(self._p(meta), self._name(c[0]), c[1])
 
-    def prediction(self, meta: Meta, children: list) -> s.Prediction:
-        step, probe, comparison = children
-        return s.Prediction(_pos(self.uri, meta), step, self._name(probe), comparison)
+    def window_fixed(self, meta: Meta, c: list) -> s.WindowRange:
+        return s.WindowRange(self._p(meta), int(c[0]), int(c[1]))
 
-    def step_number(self, meta: Meta, children: list) -> s.Step:
-        return s.Step(_pos(self.uri, meta), "number", int(children[0]))
+    def window_from(self, meta: Meta, c: list) -> s.WindowRange:
+        return s.WindowRange(self._p(meta), int(c[0]), None)
 
-    def step_final(self, meta: Meta, children: list) -> s.Step:
-        return s.Step(_pos(self.uri, meta), "final")
+    def window_until(self, meta: Meta, c: list) -> s.WindowRange:
+        return s.WindowRange(self._p(meta), None, int(c[0]))
 
-    def step_first(self, meta: Meta, children: list) -> s.Step:
-        return s.Step(_pos(self.uri, meta), "first")
+    def window_before_birth(self, meta: Meta, c: list) -> s.WindowBirth:
+        return s.WindowBirth(self._p(meta), "before", c[0])
 
-    def comparison(self, meta: Meta, children: list) -> s.Comparison:
-        left, op, right = children
-        return s.Comparison(_pos(self.uri, meta), left, str(op), right)  # type: ignore[arg-type]
+    def window_after_birth(self, meta: Meta, c: list) -> s.WindowBirth:
+        return s.WindowBirth(self._p(meta), "after", c[0])
 
-    def quantity(self, meta: Meta, children: list) -> s.Quantity:
-        return s.Quantity(_pos(self.uri, meta), self._name(children[0]))
+    def path_decl(self, meta: Meta, c: list) -> s.PathDecl:
+        return s.PathDecl(self._p(meta), self._name(c[0]), c[1])
 
-    def number(self, meta: Meta, children: list) -> s.Number:
-        return s.Number(_pos(self.uri, meta), float(children[0]))
+    def circuit_decl(self, meta: Meta, c: list) -> s.CircuitDecl:
+        return s.CircuitDecl(self._p(meta), self._name(c[0]), tuple(self._name(t) for t in c[1:]))
 
-    def add(self, meta: Meta, children: list) -> s.BinOp:
-        return s.BinOp(_pos(self.uri, meta), "+", children[0], children[1])
+    # paths
+    def path(self, meta: Meta, c: list) -> s.PathExpr:
+        return s.PathExpr(self._p(meta), tuple(c))
 
-    def subtract(self, meta: Meta, children: list) -> s.BinOp:
-        return s.BinOp(_pos(self.uri, meta), "-", children[0], children[1])
+    def embed_node(self, meta: Meta, c: list) -> s.Embed:
+        return s.Embed(self._p(meta))
+
+    def pos_node(self, meta: Meta, c: list) -> s.Pos:
+        return s.Pos(self._p(meta))
+
+    def unembed_node(self, meta: Meta, c: list) -> s.Unembed:
+        return s.Unembed(self._p(meta))
+
+    def head_node(self, meta: Meta, c: list) -> s.Head:
+        layer, head, _ = _component(c[0])
+        return s.Head(self._p(meta), layer, head)
+
+    def head_input_node(self, meta: Meta, c: list) -> s.HeadInput:
+        layer, head, inp = _component(c[0])
+        return s.HeadInput(self._p(meta), layer, head, inp)  # type: ignore[arg-type]
+
+    def head_qk_node(self, meta: Meta, c: list) -> s.HeadQK:
+        layer, head, _ = _component(c[0])
+        return s.HeadQK(self._p(meta), layer, head, self._name(c[1]), self._name(c[2]))
+
+    def mlp_node(self, meta: Meta, c: list) -> s.Mlp:
+        return s.Mlp(self._p(meta), _component(c[0])[0])
+
+    def neurons_node(self, meta: Meta, c: list) -> s.Neurons:
+        return s.Neurons(self._p(meta), _component(c[0])[0], tuple(int(t) for t in c[1:]))
+
+    # claims
+    def claim(self, meta: Meta, c: list) -> s.Claim:
+        name, text, *rest = c
+        expect = rest.pop(0) if isinstance(rest[0], str) else None
+        pending, predictions = rest[0]
+        return s.Claim(self._p(meta), self._name(name), _string(text), expect, pending, predictions)
+
+    def expectation(self, meta: Meta, c: list) -> str:
+        return str(c[0])
+
+    def claim_items(self, meta: Meta, c: list) -> tuple[bool, tuple]:
+        return False, tuple(c)
+
+    def claim_pending(self, meta: Meta, c: list) -> tuple[bool, tuple]:
+        return True, ()
+
+    def timed_prediction(self, meta: Meta, c: list) -> s.TimedPrediction:
+        when, *rest = c
+        probe = rest.pop(0) if len(rest) == 2 else None
+        return s.TimedPrediction(self._p(meta), when, probe, rest[0])
+
+    def probe_ref(self, meta: Meta, c: list) -> s.Name:
+        return self._name(c[0])
+
+    def when_at(self, meta: Meta, c: list) -> s.At:
+        return s.At(self._p(meta), c[0])
+
+    def when_over(self, meta: Meta, c: list) -> s.Over:
+        return s.Over(self._p(meta), self._name(c[0]), str(c[1]))  # type: ignore[arg-type]
+
+    def step_number(self, meta: Meta, c: list) -> s.Step:
+        return s.Step(self._p(meta), "number", int(c[0]))
+
+    def step_final(self, meta: Meta, c: list) -> s.Step:
+        return s.Step(self._p(meta), "final")
+
+    def step_first(self, meta: Meta, c: list) -> s.Step:
+        return s.Step(self._p(meta), "first")
+
+    def birth_order(self, meta: Meta, c: list) -> s.BirthOrder:
+        probe = c[3] if len(c) == 4 else None
+        return s.BirthOrder(self._p(meta), c[0], str(c[1]), c[2], probe)  # type: ignore[arg-type]
+
+    def birth(self, meta: Meta, c: list) -> s.Birth:
+        return s.Birth(self._p(meta), c[0])
+
+    # expressions
+    def comparison(self, meta: Meta, c: list) -> s.Comparison:
+        return s.Comparison(self._p(meta), c[0], str(c[1]), c[2])  # type: ignore[arg-type]
+
+    def _binary(self, op: str, meta: Meta, c: list) -> s.BinOp:
+        return s.BinOp(self._p(meta), op, c[0], c[1])  # type: ignore[arg-type]
+
+    def add(self, meta: Meta, c: list) -> s.BinOp:
+        return self._binary("+", meta, c)
+
+    def sub(self, meta: Meta, c: list) -> s.BinOp:
+        return self._binary("-", meta, c)
+
+    def mul(self, meta: Meta, c: list) -> s.BinOp:
+        return self._binary("*", meta, c)
+
+    def div(self, meta: Meta, c: list) -> s.BinOp:
+        return self._binary("/", meta, c)
+
+    def neg(self, meta: Meta, c: list) -> s.Neg:
+        return s.Neg(self._p(meta), c[0])
+
+    def abs(self, meta: Meta, c: list) -> s.Abs:
+        return s.Abs(self._p(meta), c[0])
+
+    def number(self, meta: Meta, c: list) -> s.Number:
+        return s.Number(self._p(meta), float(c[0]))
+
+    def term(self, meta: Meta, c: list) -> s.Term:
+        call, *rest = c
+        probe = rest.pop(0) if rest and isinstance(rest[0], s.Name) else None
+        interventions = rest[0] if rest else ()
+        return s.Term(self._p(meta), call, probe, interventions)
+
+    def call_bare(self, meta: Meta, c: list) -> s.Call:
+        return s.Call(self._p(meta), self._name(c[0]), None)
+
+    def call_args(self, meta: Meta, c: list) -> s.Call:
+        args = c[1] if len(c) > 1 and c[1] is not None else ()
+        return s.Call(self._p(meta), self._name(c[0]), args)
+
+    def interventions(self, meta: Meta, c: list) -> tuple[s.Call, ...]:
+        return tuple(c)
+
+    def args(self, meta: Meta, c: list) -> tuple[s.Arg, ...]:
+        return tuple(a if isinstance(a, s.Arg) else s.Arg(a.pos, None, a) for a in c)
+
+    def keyword_arg(self, meta: Meta, c: list) -> s.Arg:
+        return s.Arg(self._p(meta), self._name(c[0]), c[1])
+
+    def path_value(self, meta: Meta, c: list) -> s.PathExpr:
+        return c[0]
+
+    def node_value(self, meta: Meta, c: list) -> s.PathNode:
+        return c[0]
+
+    def name_value(self, meta: Meta, c: list) -> s.Name:
+        return self._name(c[0])
+
+    def number_value(self, meta: Meta, c: list) -> s.Number:
+        return s.Number(self._p(meta), float(c[0]))
+
+    def final_value(self, meta: Meta, c: list) -> s.StepValue:
+        return s.StepValue(self._p(meta), "final")
+
+    def first_value(self, meta: Meta, c: list) -> s.StepValue:
+        return s.StepValue(self._p(meta), "first")
 
 
 def _string(tok: Token) -> str:

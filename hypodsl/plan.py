@@ -2,6 +2,8 @@
 
 A `Plan` is what the runner evaluates; nothing downstream of the compiler looks at spec text.
 Tagged unions (`kind`) name each variant, so a plan round-trips through JSON losslessly.
+Names are resolved here: a quantity's path argument holds the path's nodes (a circuit, the
+nodes of each of its paths), so the runner never looks declarations up.
 """
 
 from __future__ import annotations
@@ -11,9 +13,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# The quantities a claim can measure, per read at its answer position (runner/behaviour.py).
-QUANTITIES = ("accuracy", "loss", "margin")
-Quantity = Literal["accuracy", "loss", "margin"]
 Verdict = Literal["supported", "negative", "unsupported"]
 Comparator = Literal["<", "<=", ">", ">="]
 
@@ -28,9 +27,218 @@ class SourceRef(Frozen):
     column: int
 
 
+# --- components and paths ------------------------------------------------------------------
+
+
+class EmbedNode(Frozen):
+    kind: Literal["embed"] = "embed"
+
+
+class PosNode(Frozen):
+    kind: Literal["pos"] = "pos"
+
+
+class UnembedNode(Frozen):
+    kind: Literal["unembed"] = "unembed"
+
+
+class HeadNode(Frozen):
+    kind: Literal["head"] = "head"
+    layer: int
+    head: int
+
+
+class HeadInputNode(Frozen):
+    kind: Literal["head_input"] = "head_input"
+    layer: int
+    head: int
+    input: Literal["q", "k", "v"]
+
+
+class HeadQKNode(Frozen):
+    kind: Literal["head_qk"] = "head_qk"
+    layer: int
+    head: int
+    from_role: str
+    to_role: str
+
+
+class MlpNode(Frozen):
+    kind: Literal["mlp"] = "mlp"
+    layer: int
+
+
+class NeuronsNode(Frozen):
+    kind: Literal["neurons"] = "neurons"
+    layer: int
+    indices: tuple[int, ...]
+
+
+PathNode = Annotated[
+    EmbedNode
+    | PosNode
+    | UnembedNode
+    | HeadNode
+    | HeadInputNode
+    | HeadQKNode
+    | MlpNode
+    | NeuronsNode,
+    Field(discriminator="kind"),
+]
+
+
+class PathPlan(Frozen):
+    name: str | None = None  # None for a path written inline
+    nodes: tuple[PathNode, ...]
+
+
+# --- interventions and quantities ----------------------------------------------------------
+
+
+class StepRef(Frozen):
+    kind: Literal["number", "final", "first"]
+    number: int | None = None
+
+    def label(self) -> str:
+        return str(self.number) if self.kind == "number" else self.kind
+
+
+class Ablation(Frozen):
+    kind: Literal["ablate"] = "ablate"
+    target: PathNode
+    method: Literal["zero", "mean", "resample"]
+
+
+class Patch(Frozen):
+    """Replace the target's activation with its value from another checkpoint or probe."""
+
+    kind: Literal["patch"] = "patch"
+    target: PathNode
+    from_step: StepRef | None = None
+    from_probe: str | None = None
+
+
+Intervention = Annotated[Ablation | Patch, Field(discriminator="kind")]
+
+
+class QuantityExpr(Frozen):
+    """A measured quantity (see QUANTITIES) with its resolved arguments."""
+
+    kind: Literal["quantity"] = "quantity"
+    name: str
+    component: PathNode | None = None  # the head of attention / qk_gap / ov_copy
+    paths: tuple[PathPlan, ...] = ()  # a path, or every path of a circuit
+    roles: dict[str, str] = Field(default_factory=dict)  # from / to / contrast
+    group: str | None = None  # gram(by=...)
+    probe: str | None = None  # `on PROBE` written on the quantity itself
+    interventions: tuple[Intervention, ...] = ()
+
+
+class NumberExpr(Frozen):
+    kind: Literal["number"] = "number"
+    value: float
+
+
+class BinaryExpr(Frozen):
+    kind: Literal["binary"] = "binary"
+    op: Literal["+", "-", "*", "/"]
+    left: Expr
+    right: Expr
+
+
+class UnaryExpr(Frozen):
+    kind: Literal["unary"] = "unary"
+    op: Literal["neg", "abs"]
+    operand: Expr
+
+
+Expr = Annotated[QuantityExpr | NumberExpr | BinaryExpr | UnaryExpr, Field(discriminator="kind")]
+
+
+class Condition(Frozen):
+    """`left op right` evaluated per checkpoint, on `probe` unless a quantity names its own."""
+
+    left: Expr
+    op: Comparator
+    right: Expr
+    probe: str
+
+
+# --- windows, predictions, claims ----------------------------------------------------------
+
+
+class RangeWindow(Frozen):
+    kind: Literal["range"] = "range"
+    name: str
+    start: int | None  # None: from the first checkpoint
+    end: int | None  # None: to the last checkpoint
+
+
+class BirthWindow(Frozen):
+    kind: Literal["birth"] = "birth"
+    name: str
+    relation: Literal["before", "after"]
+    condition: Condition
+
+
+Window = Annotated[RangeWindow | BirthWindow, Field(discriminator="kind")]
+
+
+class At(Frozen):
+    kind: Literal["at"] = "at"
+    step: StepRef
+
+
+class Over(Frozen):
+    kind: Literal["over"] = "over"
+    window: str
+    aggregate: Literal["all", "mean", "trend"]
+
+
+class TimedPrediction(Frozen):
+    kind: Literal["timed"] = "timed"
+    when: Annotated[At | Over, Field(discriminator="kind")]
+    probe: str
+    left: Expr
+    op: Comparator
+    right: Expr
+    text: str  # the prediction as written, for reports
+    source: SourceRef
+
+
+class BirthOrder(Frozen):
+    """`birth(A) before birth(B)`: A's birth checkpoint precedes B's."""
+
+    kind: Literal["birth_order"] = "birth_order"
+    left: Condition
+    relation: Literal["before", "after"]
+    right: Condition
+    text: str
+    source: SourceRef
+
+
+Prediction = Annotated[TimedPrediction | BirthOrder, Field(discriminator="kind")]
+
+
+class ClaimPlan(Frozen):
+    name: str
+    statement: str
+    expect: Verdict | None = None
+    pending: bool = False  # stated, not yet testable: reported as a next test, never run
+    predictions: tuple[Prediction, ...]
+    source: SourceRef
+
+
 class RunRef(Frozen):
     name: str
     path: str
+
+
+class RunsRef(Frozen):
+    """A seed matrix: claims are judged per run, then aggregated."""
+
+    name: str
+    pattern: str
 
 
 class Probe(Frozen):
@@ -42,59 +250,19 @@ class Probe(Frozen):
     seed: int | None = None
 
 
-class StepRef(Frozen):
-    kind: Literal["number", "final", "first"]
-    number: int | None = None
-
-    def label(self) -> str:
-        return str(self.number) if self.kind == "number" else self.kind
-
-
-class QuantityExpr(Frozen):
-    kind: Literal["quantity"] = "quantity"
-    name: Quantity
-
-
-class NumberExpr(Frozen):
-    kind: Literal["number"] = "number"
-    value: float
-
-
-class BinaryExpr(Frozen):
-    kind: Literal["binary"] = "binary"
-    op: Literal["+", "-"]
-    left: Expr
-    right: Expr
-
-
-Expr = Annotated[QuantityExpr | NumberExpr | BinaryExpr, Field(discriminator="kind")]
-
-
-class PredictionPlan(Frozen):
-    step: StepRef
-    probe: str
-    left: Expr
-    op: Comparator
-    right: Expr
-    text: str  # the prediction as written, for reports
-    source: SourceRef
-
-
-class ClaimPlan(Frozen):
-    name: str
-    statement: str
-    expect: Verdict | None = None
-    predictions: tuple[PredictionPlan, ...]
-    source: SourceRef
-
-
 class Plan(Frozen):
     study: str
     source: str  # the spec file
-    run: RunRef | None
-    probes: tuple[Probe, ...]
+    imports: tuple[str, ...] = ()
+    run: RunRef | None = None
+    runs: RunsRef | None = None
+    probes: tuple[Probe, ...] = ()
     confidence: float = 0.95
-    claims: tuple[ClaimPlan, ...]
+    correction: Literal["holm", "bh", "none"] = "holm"
+    windows: tuple[Window, ...] = ()
+    paths: tuple[PathPlan, ...] = ()
+    circuits: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    claims: tuple[ClaimPlan, ...] = ()
 
     def probe(self, name: str) -> Probe:
         return next(p for p in self.probes if p.name == name)
@@ -105,3 +273,5 @@ class Plan(Frozen):
 
 
 BinaryExpr.model_rebuild()
+UnaryExpr.model_rebuild()
+Condition.model_rebuild()

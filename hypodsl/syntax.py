@@ -1,8 +1,12 @@
-"""The syntax tree of a `.hyp` file: frozen dataclasses, each with its source position."""
+"""The syntax tree of a `.hyp` file: frozen dataclasses, each with its source position.
+
+Positions do not take part in equality, so two trees are equal when they say the same thing
+wherever it was written (this is what `parse(fmt(s)) == parse(s)` checks).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from hypodsl.errors import SourcePosition
@@ -13,7 +17,7 @@ Comparator = Literal["<", "<=", ">", ">="]
 
 @dataclass(frozen=True)
 class Node:
-    pos: SourcePosition
+    pos: SourcePosition = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,203 @@ class Name(Node):
     """An identifier at a place in the source: a declaration's name or a reference to one."""
 
     text: str
+
+
+# --- path nodes --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Embed(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Pos(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Unembed(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Head(Node):
+    layer: int
+    head: int
+
+
+@dataclass(frozen=True)
+class HeadInput(Node):
+    """A head as a receiver through its query, key or value input: `L1.H2.k`."""
+
+    layer: int
+    head: int
+    input: Literal["q", "k", "v"]
+
+
+@dataclass(frozen=True)
+class HeadQK(Node):
+    """A head keeping only its attention from one role to another: `L1.H2[answer <- match_value]`.
+
+    Written with a QK restriction in brackets.
+    """
+
+    layer: int
+    head: int
+    from_role: Name
+    to_role: Name
+
+
+@dataclass(frozen=True)
+class Mlp(Node):
+    layer: int
+
+
+@dataclass(frozen=True)
+class Neurons(Node):
+    layer: int
+    indices: tuple[int, ...]
+
+
+PathNode = Embed | Pos | Unembed | Head | HeadInput | HeadQK | Mlp | Neurons
+
+
+@dataclass(frozen=True)
+class PathExpr(Node):
+    nodes: tuple[PathNode, ...]
+
+
+# --- expressions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Number(Node):
+    value: float
+
+
+@dataclass(frozen=True)
+class StepValue(Node):
+    """`final` or `first` used as an argument value (`patch(L1.H2, from=final)`)."""
+
+    kind: Literal["final", "first"]
+
+
+@dataclass(frozen=True)
+class Arg(Node):
+    keyword: Name | None
+    value: PathExpr | PathNode | Name | Number | StepValue
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    """`accuracy` (bare, args None) or `attention(L1.H2, from=answer, to=match_value)`."""
+
+    name: Name
+    args: tuple[Arg, ...] | None
+
+
+@dataclass(frozen=True)
+class Term(Node):
+    """A measured quantity, optionally on another probe and under interventions."""
+
+    call: Call
+    probe: Name | None
+    interventions: tuple[Call, ...]
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: Literal["+", "-", "*", "/"]
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Neg(Node):
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Abs(Node):
+    operand: Expr
+
+
+Expr = Number | Term | BinOp | Neg | Abs
+
+
+@dataclass(frozen=True)
+class Comparison(Node):
+    left: Expr
+    op: Comparator
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Birth(Node):
+    """`birth(COND)`: the first checkpoint from which COND holds and keeps holding."""
+
+    condition: Comparison
+
+
+# --- windows and claims --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowRange(Node):
+    """`a .. b`, `a ..` or `.. b` (a missing end is open)."""
+
+    start: int | None
+    end: int | None
+
+
+@dataclass(frozen=True)
+class WindowBirth(Node):
+    """`.. before birth(COND)` or `after birth(COND) ..`."""
+
+    relation: Literal["before", "after"]
+    birth: Birth
+
+
+Window = WindowRange | WindowBirth
+
+
+@dataclass(frozen=True)
+class Step(Node):
+    kind: Literal["number", "final", "first"]
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class At(Node):
+    step: Step
+
+
+@dataclass(frozen=True)
+class Over(Node):
+    window: Name
+    aggregate: Literal["all", "mean", "trend"]
+
+
+@dataclass(frozen=True)
+class TimedPrediction(Node):
+    when: At | Over
+    probe: Name | None
+    comparison: Comparison
+
+
+@dataclass(frozen=True)
+class BirthOrder(Node):
+    left: Birth
+    relation: Literal["before", "after"]
+    right: Birth
+    probe: Name | None
+
+
+Prediction = TimedPrediction | BirthOrder
+
+
+# --- statements ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -31,6 +232,19 @@ class Study(Node):
 @dataclass(frozen=True)
 class RunDecl(Node):
     name: Name
+    path: str
+
+
+@dataclass(frozen=True)
+class RunsDecl(Node):
+    """A seed matrix: every run directory matching a glob."""
+
+    name: Name
+    pattern: str
+
+
+@dataclass(frozen=True)
+class ImportDecl(Node):
     path: str
 
 
@@ -48,43 +262,26 @@ class ConfidenceDecl(Node):
 
 
 @dataclass(frozen=True)
-class Step(Node):
-    kind: Literal["number", "final", "first"]
-    number: int | None = None
+class CorrectionDecl(Node):
+    method: Literal["holm", "bh", "none"]
 
 
 @dataclass(frozen=True)
-class Quantity(Node):
+class WindowDecl(Node):
     name: Name
+    window: Window
 
 
 @dataclass(frozen=True)
-class Number(Node):
-    value: float
+class PathDecl(Node):
+    name: Name
+    path: PathExpr
 
 
 @dataclass(frozen=True)
-class BinOp(Node):
-    op: Literal["+", "-"]
-    left: Expr
-    right: Expr
-
-
-Expr = Quantity | Number | BinOp
-
-
-@dataclass(frozen=True)
-class Comparison(Node):
-    left: Expr
-    op: Comparator
-    right: Expr
-
-
-@dataclass(frozen=True)
-class Prediction(Node):
-    step: Step
-    probe: Name
-    comparison: Comparison
+class CircuitDecl(Node):
+    name: Name
+    paths: tuple[Name, ...]
 
 
 @dataclass(frozen=True)
@@ -92,12 +289,34 @@ class Claim(Node):
     name: Name
     text: str
     expect: Verdict | None
+    pending: bool
     predictions: tuple[Prediction, ...]
 
 
-Statement = Study | RunDecl | ProbeDecl | ConfidenceDecl | Claim
+Statement = (
+    Study
+    | RunDecl
+    | RunsDecl
+    | ImportDecl
+    | ProbeDecl
+    | ConfidenceDecl
+    | CorrectionDecl
+    | WindowDecl
+    | PathDecl
+    | CircuitDecl
+    | Claim
+)
+
+
+@dataclass(frozen=True)
+class Comment(Node):
+    """A `#` comment; kept beside the tree so `hypo fmt` can put it back."""
+
+    text: str
+    own_line: bool  # nothing but whitespace before it on its line
 
 
 @dataclass(frozen=True)
 class Spec(Node):
     statements: tuple[Statement, ...]
+    comments: tuple[Comment, ...] = field(default=(), compare=False)

@@ -66,11 +66,13 @@ class Engine:
         self.probes = {pr.name: load_probe(run_dir, pr) for pr in plan.probes}
 
     def requests(self) -> dict[int, set[str]]:
-        """step -> probes measured at that step."""
+        """step -> probes measured at that step, for every prediction this runner evaluates."""
         out: dict[int, set[str]] = {}
         for claim in self.plan.claims:
             for pred in claim.predictions:
-                out.setdefault(resolve_step(pred.step, self.config), set()).add(pred.probe)
+                if not claim.pending and unsupported_feature(pred) is None:
+                    assert isinstance(pred, p.TimedPrediction) and isinstance(pred.when, p.At)
+                    out.setdefault(resolve_step(pred.when.step, self.config), set()).add(pred.probe)
         return out
 
     def measure(self) -> tuple[dict[tuple[int, str], Measurement], dict[int, str], dict[int, str]]:
@@ -89,7 +91,7 @@ class Engine:
             for name in sorted(probe_names):
                 split = self.probes[name]
                 scores = score_split(model, split)
-                values = {q: np.asarray(scores[q], dtype=np.float64) for q in p.QUANTITIES}
+                values = {q: np.asarray(scores[q], dtype=np.float64) for q in BEHAVIOUR}
                 measured[(step, name)] = Measurement(values, split.reads.sequence)
         return measured, failures, hashes
 
@@ -121,25 +123,43 @@ class Engine:
         measured: dict[tuple[int, str], Measurement],
         failures: dict[int, str],
     ) -> results.ClaimResult:
-        preds = tuple(self.judge_prediction(pr, measured, failures) for pr in claim.predictions)
-        verdict, reason = verdicts.combine(preds)
-        return results.ClaimResult(
+        claim_result = functools.partial(
+            results.ClaimResult,
             name=claim.name,
             statement=claim.statement,
             line=claim.source.line,
-            verdict=verdict,
-            reason=reason,
             expect=claim.expect,
-            predictions=preds,
         )
+        if claim.pending:
+            return claim_result(
+                verdict="unsupported",
+                reason="pending: a next test, not run",
+                pending=True,
+                predictions=(),
+            )
+        preds = tuple(self.judge_prediction(pr, measured, failures) for pr in claim.predictions)
+        verdict, reason = verdicts.combine(preds)
+        return claim_result(verdict=verdict, reason=reason, predictions=preds)
 
     def judge_prediction(
         self,
-        pred: p.PredictionPlan,
+        pred: p.TimedPrediction | p.BirthOrder,
         measured: dict[tuple[int, str], Measurement],
         failures: dict[int, str],
     ) -> results.PredictionResult:
-        step = resolve_step(pred.step, self.config)
+        missing = unsupported_feature(pred)
+        if missing is not None:
+            probe = pred.probe if isinstance(pred, p.TimedPrediction) else pred.left.probe
+            return results.PredictionResult(
+                text=pred.text,
+                line=pred.source.line,
+                step=None,
+                probe=probe,
+                verdict="unsupported",
+                reason=f"not evaluable: {missing}",
+            )
+        assert isinstance(pred, p.TimedPrediction) and isinstance(pred.when, p.At)
+        step = resolve_step(pred.when.step, self.config)
         result = functools.partial(
             results.PredictionResult,
             text=pred.text,
@@ -148,7 +168,7 @@ class Engine:
             probe=pred.probe,
         )
         if step in failures:
-            reason = f"checkpoint {pred.step.label()} (step {step}): {failures[step]}"
+            reason = f"checkpoint {pred.when.step.label()} (step {step}): {failures[step]}"
             return result(verdict="unsupported", reason=f"not evaluable: {reason}")
         m = measured[(step, pred.probe)]
         left, right = evaluate(pred.left, m), evaluate(pred.right, m)
@@ -175,14 +195,51 @@ class Engine:
         )
 
 
-def evaluate(expr: p.QuantityExpr | p.NumberExpr | p.BinaryExpr, m: Measurement) -> np.ndarray:
+BEHAVIOUR = ("accuracy", "loss", "margin")
+NOT_YET = "is not implemented by this runner yet"
+
+
+def unsupported_feature(pred: p.TimedPrediction | p.BirthOrder) -> str | None:
+    """What in a prediction this runner cannot evaluate yet, or None when it can."""
+    if isinstance(pred, p.BirthOrder):
+        return f"birth order {NOT_YET}"
+    if isinstance(pred.when, p.Over):
+        return f"`over` windows {NOT_YET}"
+    for q in _quantities(pred.left) + _quantities(pred.right):
+        if q.name not in BEHAVIOUR:
+            return f"quantity `{q.name}` {NOT_YET}"
+        if q.interventions:
+            return f"interventions (`with {q.interventions[0].kind}`) {NOT_YET}"
+        if q.probe not in (None, pred.probe):
+            return f"comparing across probes (`on {q.probe}`) {NOT_YET}"
+    return None
+
+
+def _quantities(expr: p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr) -> list:
+    if isinstance(expr, p.QuantityExpr):
+        return [expr]
+    if isinstance(expr, p.BinaryExpr):
+        return _quantities(expr.left) + _quantities(expr.right)
+    if isinstance(expr, p.UnaryExpr):
+        return _quantities(expr.operand)
+    return []
+
+
+def evaluate(
+    expr: p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr, m: Measurement
+) -> np.ndarray:
     """Per-read values of an expression; constants are broadcast over the reads."""
     if isinstance(expr, p.NumberExpr):
         return np.full(len(m.sequence), expr.value)
     if isinstance(expr, p.QuantityExpr):
         return m.values[expr.name]
+    if isinstance(expr, p.UnaryExpr):
+        operand = evaluate(expr.operand, m)
+        return -operand if expr.op == "neg" else np.abs(operand)
     left, right = evaluate(expr.left, m), evaluate(expr.right, m)
-    return left + right if expr.op == "+" else left - right
+    ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ops[expr.op](left, right)
 
 
 def run_plan(

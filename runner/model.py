@@ -57,6 +57,7 @@ class LayerNorm(nn.Module):
 
 class CausalSelfAttention(nn.Module):
     causal_mask: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.d_head = cfg.n_heads, cfg.d_head

@@ -17,6 +17,9 @@ def summary_table(result: StudyResult) -> Table:
     table.add_column("threshold", justify="right")
     table.add_column("n", justify="right")
     for claim in result.claims:
+        if claim.pending:
+            table.add_row(claim.name, "[blue]Next test[/]", "—", "—", "—")
+            continue
         first = claim.predictions[0]
         estimate = "—"
         if first.estimate is not None and first.interval is not None:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from runner.results import ClaimResult, PredictionResult, StudyResult
 
-VERDICT_LABEL = {"supported": "Supported", "negative": "Negative", "unsupported": "Unsupported"}
+VERDICT_LABEL = {
+    "supported": "Supported",
+    "negative": "Negative",
+    "unsupported": "Unsupported",
+    "next test": "Next test",
+}
 LEGEND = (
     "| verdict | meaning |\n|---|---|\n"
     "| Supported | the interval of every prediction lies wholly on the predicted side |\n"
@@ -16,6 +21,7 @@ LEGEND = (
     "the data contradict the claim |\n"
     "| Unsupported | inconclusive (an interval straddles the threshold) "
     "or not evaluable (the reason says why) |\n"
+    "| Next test | a `pending` claim: stated, not yet testable, not run |\n"
 )
 
 
@@ -45,9 +51,13 @@ def render_markdown(result: StudyResult) -> str:
         "|---|---|---|---|---|---|",
     ]
     for claim in result.claims:
+        link = f"[{claim.name}](#{claim.name.lower()})"
+        if not claim.predictions:
+            lines.append(f"| {link} | {_verdict(claim)} | — | — | — | — |")
+            continue
         first = claim.predictions[0]
         lines.append(
-            f"| [{claim.name}](#{claim.name.lower()}) | {_verdict(claim)} | {fmt(first.estimate)} "
+            f"| {link} | {_verdict(claim)} | {fmt(first.estimate)} "
             f"| {interval(first)} | {fmt(first.threshold)} | {first.n} |"
         )
     lines.append("")
@@ -58,6 +68,8 @@ def render_markdown(result: StudyResult) -> str:
 
 
 def _verdict(claim: ClaimResult) -> str:
+    if claim.pending:
+        return "**Next test**"
     label = f"**{VERDICT_LABEL[claim.verdict]}**"
     if claim.expect is not None and claim.expect != claim.verdict:
         label += f" (expected {VERDICT_LABEL[claim.expect]})"
@@ -72,6 +84,10 @@ def _claim_section(claim: ClaimResult) -> list[str]:
         "",
         f"Verdict: {_verdict(claim)} — {claim.reason}",
         "",
+    ]
+    if not claim.predictions:
+        return lines
+    lines += [
         "| prediction | step | probe | estimate | interval | threshold | difference "
         "| n (sequences) | verdict |",
         "|---|---|---|---|---|---|---|---|---|",

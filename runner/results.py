@@ -45,11 +45,14 @@ class ClaimResult(Frozen):
     verdict: Verdict
     reason: str
     expect: Verdict | None = None
+    pending: bool = False  # stated but not yet testable: a next test, never run
     predictions: tuple[PredictionResult, ...]
 
     @property
     def meets_expectation(self) -> bool | None:
-        return None if self.expect is None else self.expect == self.verdict
+        if self.expect is None or self.pending:
+            return None
+        return self.expect == self.verdict
 
 
 class Provenance(Frozen):
@@ -71,7 +74,7 @@ class StudyResult(Frozen):
     provenance: Provenance
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(("supported", "negative", "unsupported"), 0)
+        out = dict.fromkeys(("supported", "negative", "unsupported", "next test"), 0)
         for claim in self.claims:
-            out[claim.verdict] += 1
+            out["next test" if claim.pending else claim.verdict] += 1
         return out

@@ -40,7 +40,7 @@ def test_a_spec_compiles_to_a_plan_that_round_trips_through_json():
     assert plan.probes[0].seed == 1 and plan.run and plan.run.path == "runs/r"
     claim = plan.claims[0]
     assert claim.expect == "negative"
-    assert [p.step.label() for p in claim.predictions] == ["final", "500"]
+    assert [p.when.step.label() for p in claim.predictions] == ["final", "500"]
     assert claim.predictions[0].text == "at final on iid: accuracy > 0.8"
     assert claim.predictions[1].source.line == 7
     again = Plan.model_validate_json(plan.model_dump_json())
@@ -73,7 +73,7 @@ def test_demo_spec_checks_clean():
             'study "S"\nclaim a "t" { at final on p: accuracy > 0.8 ',
             2,
             44,
-            "expected `+`, `-`, `at` or `}` after `0.8`",
+            "expected `*`, `+`, `-`, `/`, `at`, `birth`, `over` or `}` after `0.8`",
         ),
         ('stduy "S"', 1, 1, "found `stduy`"),
         ('study "S" $', 1, 11, "unexpected character `$`"),
@@ -103,7 +103,7 @@ claim a "t" { at final on iid: accuracy > 0.5 }
     assert (3, 7, "probe `iid` is declared twice") in found
     assert (3, 1, "split `heldout` has 2048 sequences, not 9999") in found
     assert (4, 18, "no checkpoint at step 123; the nearest is 100") in found
-    assert (4, 25, "probe `idd` is not declared before this claim; did you mean `iid`?") in found
+    assert (4, 25, "probe `idd` is not declared before this use; did you mean `iid`?") in found
     assert (4, 30, "unknown quantity `acuracy`; did you mean `accuracy`?") in found
     assert (5, 7, "claim `a` is declared twice") in found
     assert all(isinstance(e, HypValidationError) for e in errors)
@@ -113,7 +113,7 @@ def test_use_before_declaration_is_an_error():
     text = (
         'study "S"\nclaim a "t" { at final on iid: accuracy > 0.5 }\nprobe iid = split test_iid n 4'
     )
-    with pytest.raises(HypValidationError, match="not declared before"):
+    with pytest.raises(HypValidationError, match="not declared before this use"):
         compile_text(text)
 
 

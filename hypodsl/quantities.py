@@ -1,0 +1,39 @@
+"""What each quantity and intervention accepts, for the compiler's checks.
+
+The names a claim can measure and the arguments each takes. The runner implements them; the
+language only needs their shapes. See docs/language.md for definitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QuantitySpec:
+    component: bool = False  # first positional argument: a head (`L1.H2`)
+    path: bool = False  # first positional argument: a path or circuit
+    roles: tuple[str, ...] = ()  # keyword arguments that name roles
+    required_roles: tuple[str, ...] = ()
+    group: bool = False  # `by=GROUP`
+
+
+QUANTITIES: dict[str, QuantitySpec] = {
+    "accuracy": QuantitySpec(),
+    "loss": QuantitySpec(),
+    "margin": QuantitySpec(),
+    "attention": QuantitySpec(component=True, roles=("from", "to"), required_roles=("from", "to")),
+    "qk_gap": QuantitySpec(
+        component=True, roles=("from", "to", "contrast"), required_roles=("from", "to")
+    ),
+    "ov_copy": QuantitySpec(component=True),
+    "contribution": QuantitySpec(path=True),
+    "share": QuantitySpec(path=True),
+    "alignment": QuantitySpec(path=True),
+    "alignment_cosine": QuantitySpec(path=True),
+    "update_alignment": QuantitySpec(path=True),
+    "gram": QuantitySpec(group=True),
+}
+GRAM_GROUPS = ("key", "value", "split", "pair")
+ABLATION_METHODS = ("zero", "mean", "resample")
+INTERVENTIONS = ("ablate", "patch")
