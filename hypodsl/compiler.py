@@ -63,8 +63,8 @@ class _Compiler:
     def compile(self, spec: s.Spec) -> p.Plan:
         header = self.declarations(spec, stack=(spec.pos.uri,), main=True)
         claims = self.claims
-        if header["study"] is None:
-            self.error('a spec needs a `study "title"` line', spec.pos)
+        if header["study"] is None and claims:
+            self.error('a spec with claims needs a `study "title"` line', spec.pos)
         if len(self.errors) == 1:
             raise self.errors[0]
         if self.errors:

@@ -35,8 +35,15 @@ def number(value: float) -> str:
 
 def string(text: str) -> str:
     escapes = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-    body = "".join(escapes.get(c, c if c.isprintable() else f"\\x{ord(c):02x}") for c in text)
+    body = "".join(escapes.get(c, c if c.isprintable() else _escape(c)) for c in text)
     return f'"{body}"'
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def node(n: s.PathNode) -> str:

@@ -7,13 +7,18 @@ and a message in words ("expected a comparison operator after `accuracy`").
 
 from __future__ import annotations
 
-import ast
 import re
 from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 from lark.tree import Meta
 
 from hypodsl import syntax as s
@@ -77,7 +82,12 @@ def parse(text: str, uri: str = "<string>") -> s.Spec:
         tree = _lark().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, text, uri) from None
-    spec = _ToSyntax(uri).transform(tree)
+    try:
+        spec = _ToSyntax(uri).transform(tree)
+    except VisitError as e:  # an error raised while building the tree, e.g. a bad escape
+        if isinstance(e.orig_exc, HypSyntaxError):
+            raise e.orig_exc from None
+        raise
     return s.Spec(spec.pos, spec.statements, scan_comments(text, uri))
 
 
@@ -217,16 +227,16 @@ class _ToSyntax(Transformer):
         return s.Spec(pos, tuple(children))
 
     def study(self, meta: Meta, c: list) -> s.Study:
-        return s.Study(self._p(meta), _string(c[0]))
+        return s.Study(self._p(meta), _string(c[0], self.uri))
 
     def run_decl(self, meta: Meta, c: list) -> s.RunDecl:
-        return s.RunDecl(self._p(meta), self._name(c[0]), _string(c[1]))
+        return s.RunDecl(self._p(meta), self._name(c[0]), _string(c[1], self.uri))
 
     def runs_decl(self, meta: Meta, c: list) -> s.RunsDecl:
-        return s.RunsDecl(self._p(meta), self._name(c[0]), _string(c[1]))
+        return s.RunsDecl(self._p(meta), self._name(c[0]), _string(c[1], self.uri))
 
     def import_decl(self, meta: Meta, c: list) -> s.ImportDecl:
-        return s.ImportDecl(self._p(meta), _string(c[0]))
+        return s.ImportDecl(self._p(meta), _string(c[0], self.uri))
 
     def probe_decl(self, meta: Meta, c: list) -> s.ProbeDecl:
         name, split, n, *seed = c
@@ -303,7 +313,9 @@ class _ToSyntax(Transformer):
         name, text, *rest = c
         expect = rest.pop(0) if isinstance(rest[0], str) else None
         pending, predictions = rest[0]
-        return s.Claim(self._p(meta), self._name(name), _string(text), expect, pending, predictions)
+        return s.Claim(
+            self._p(meta), self._name(name), _string(text, self.uri), expect, pending, predictions
+        )
 
     def expectation(self, meta: Meta, c: list) -> str:
         return str(c[0])
@@ -413,5 +425,23 @@ class _ToSyntax(Transformer):
         return s.StepValue(self._p(meta), "first")
 
 
-def _string(tok: Token) -> str:
-    return str(ast.literal_eval(str(tok)))
+_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.S)
+_SIMPLE_ESCAPES = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _string(tok: Token, uri: str = "<string>") -> str:
+    r"""The value of a string literal; escapes: \\ \" \n \r \t \xNN \uNNNN \UNNNNNNNN."""
+
+    def decode(m: re.Match[str]) -> str:
+        code = m.group(1) or m.group(2) or m.group(3)
+        if code:
+            value = int(code, 16)
+            if value <= 0x10FFFF and not 0xD800 <= value <= 0xDFFF:
+                return chr(value)
+        elif m.group(4) in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[m.group(4)]
+        col = (tok.column or 1) + m.start()
+        pos = SourcePosition(uri, tok.line or 1, col, tok.line or 1, col + len(m.group(0)))
+        raise HypSyntaxError(f"unknown escape `{m.group(0)}` in a string", pos)
+
+    return _ESCAPE.sub(decode, str(tok)[1:-1])
