@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hypodsl.compiler import compile_spec
-from hypodsl.parser import parse
+from hypodsl.parser import parse, parse_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docs" / "language.md", ROOT / "README.md"]
@@ -26,9 +26,23 @@ def examples() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("where", "text"), examples(), ids=[w for w, _ in examples()])
 def test_doc_example_parses_and_compiles(where: str, text: str):
     source = text if text.lstrip().startswith(("study", "#")) else PRELUDE + text
-    plan = compile_spec(parse(source, where), source)
+    plan = compile_spec(parse(source, where), source, loader=_from_specs)
     assert plan.claims
+
+
+def _from_specs(path: Path):
+    """Imports in the docs name files of specs/."""
+    real = ROOT / "specs" / path.name
+    return real.read_text(), parse_file(real)
 
 
 def test_there_are_examples():
     assert len(examples()) >= 3
+
+
+def test_the_examples_use_every_keyword_of_the_grammar():
+    grammar = (ROOT / "grammar" / "hyp.lark").read_text()
+    keywords = set(re.findall(r'"([a-z_]+)"', grammar))
+    examples_text = "\n".join(text for _, text in examples())
+    missing = {k for k in keywords if not re.search(rf"\b{k}\b", examples_text)}
+    assert not missing, f"docs/language.md has no example using: {sorted(missing)}"

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from hypodsl.compiler import compile_spec
-from hypodsl.errors import HypError
+from hypodsl.errors import HypError, flatten
 from hypodsl.parser import parse
 from tests.unit.test_checks import REFERENCE_SIGNATURE
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-ALPHABET = list('abcdLHmlp0123456789._-><=|(){}[],:#"\\ \n') + ["->", "<-", "..", "claim", "at"]
+ALPHABET = [*list('abcdLHmlp0123456789._-><=|(){}[],:#"\\ \n'), "->", "<-", "..", "claim", "at"]
+
+
+GRAMMAR_TERMINALS = re.compile(
+    r"\$END|__ANON|\b(COMPARATOR|NAME|INT|NUMBER|STRING|VERDICT|LPAR|"
+    r"RPAR|LBRACE|RBRACE|HEAD_INPUT|HEAD|AGGREGATE|CORRECTION)\b"
+)
 
 
 def check(text: str) -> None:
@@ -21,8 +28,10 @@ def check(text: str) -> None:
         spec = parse(text, "fuzz.hyp")
         compile_spec(spec, text, REFERENCE_SIGNATURE, loader=_no_imports)
         compile_spec(spec, text, None, loader=_no_imports)
-    except HypError:
-        pass
+    except HypError as e:
+        for err in flatten(e):
+            assert not GRAMMAR_TERMINALS.search(err.message), err.message
+            assert err.pos is not None and err.pos.line >= 1 and err.pos.column >= 1
 
 
 def _no_imports(path: Path):
