@@ -147,6 +147,8 @@ class _Compiler:
             text, spec = self.loader(path)
         except HypError as e:
             self.errors.append(e)
+            if path.exists():  # so the error can be shown with its source line
+                self.sources[str(path)] = path.read_text()
             return
         except OSError as e:
             self.error(f"cannot import `{st.path}`: {e.strerror or e}", st.pos)

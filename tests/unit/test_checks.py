@@ -262,3 +262,26 @@ def test_an_import_of_a_missing_file_names_it(tmp_path: Path):
     main.write_text('study "S"\nimport "nope.hyp"\n')
     with pytest.raises(HypError, match=r"cannot import `nope\.hyp`"):
         compile_spec(parse_file(main), main.read_text())
+
+
+def test_a_syntax_error_in_an_imported_file_is_shown_with_its_line(tmp_path: Path, capsys):
+    from hypodsl.cli import main
+
+    (tmp_path / "shared.hyp").write_text("probe iid = split test_iid n\n")
+    main_spec = tmp_path / "main.hyp"
+    main_spec.write_text('study "S"\nimport "shared.hyp"\n')
+    assert main(["check", str(main_spec)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{(tmp_path / 'shared.hyp').resolve()}:1:")
+    assert err[1] == "  probe iid = split test_iid n"
+
+
+def test_plan_json_from_the_cli_is_the_compiled_plan(capsys):
+    from hypodsl.cli import main
+
+    spec = SPECS / "retrieval.hyp"
+    assert main(["plan", str(spec), "--json"]) == 0
+    shown = p.Plan.model_validate_json(capsys.readouterr().out)
+    assert shown == compile_spec(parse_file(spec), spec.read_text())
+    assert main(["plan", str(spec)]) == 0
+    assert "L1.H2[answer <- match_value] -> unembed" in capsys.readouterr().out

@@ -9,6 +9,7 @@ import pytest
 
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse, parse_file
+from hypodsl.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docs" / "language.md", ROOT / "README.md"]
@@ -28,6 +29,7 @@ def test_doc_example_parses_and_compiles(where: str, text: str):
     source = text if text.lstrip().startswith(("study", "#")) else PRELUDE + text
     plan = compile_spec(parse(source, where), source, loader=_from_specs)
     assert plan.claims
+    assert Plan.model_validate_json(plan.model_dump_json()) == plan  # lossless JSON
 
 
 def _from_specs(path: Path):
