@@ -28,7 +28,14 @@ SIGNATURE = {
         "other_key",
         "other_value",
     ],
-    "splits": {"test_iid": 2048, "heldout": 2048, "counterfactual": 2048},
+    "splits": {
+        "train": 100000,
+        "val_iid": 2048,
+        "test_iid": 2048,
+        "heldout": 2048,
+        "structural_ood": 2048,
+        "counterfactual": 2048,
+    },
     "checkpoints": [*range(0, 1000, 50), *range(1000, 14001, 250)],
 }
 HEADER = """study "generated"

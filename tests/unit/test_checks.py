@@ -6,34 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.parse_check import SIGNATURE
 from hypodsl import plan as p
 from hypodsl.compiler import compile_spec
 from hypodsl.errors import HypError, flatten
 from hypodsl.parser import parse, parse_file
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-REFERENCE_SIGNATURE = {
-    "model": {"n_layers": 3, "n_heads": 4, "d_model": 128, "d_head": 32, "d_ff": 512},
-    "roles": [
-        "answer",
-        "read_op",
-        "match_key",
-        "match_value",
-        "bos",
-        "stale_value",
-        "other_key",
-        "other_value",
-    ],
-    "splits": {
-        "train": 100000,
-        "val_iid": 2048,
-        "test_iid": 2048,
-        "heldout": 2048,
-        "structural_ood": 2048,
-        "counterfactual": 2048,
-    },
-    "checkpoints": [*range(0, 1000, 50), *range(1000, 14001, 250)],
-}
+REFERENCE_SIGNATURE = SIGNATURE  # the reference model's (3 layers, 4 heads, d_ff 512)
 PRELUDE = """study "S"
 probe iid = split test_iid n 64
 probe cf = split counterfactual n 64

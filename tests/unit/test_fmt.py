@@ -12,6 +12,8 @@ from hypodsl import syntax as s
 from hypodsl.cli import main
 from hypodsl.errors import SourcePosition
 from hypodsl.formatter import fmt
+from hypodsl.highlight import CONSTANTS as LEXER_CONSTANTS
+from hypodsl.highlight import KEYWORDS as LEXER_KEYWORDS
 from hypodsl.parser import parse
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -56,46 +58,7 @@ claim a "t" {   # header
 
 # --- random syntax trees -------------------------------------------------------------------
 
-KEYWORDS = {
-    "study",
-    "run",
-    "runs",
-    "import",
-    "probe",
-    "split",
-    "n",
-    "seed",
-    "confidence",
-    "correction",
-    "window",
-    "path",
-    "circuit",
-    "claim",
-    "expect",
-    "pending",
-    "at",
-    "over",
-    "on",
-    "with",
-    "and",
-    "birth",
-    "before",
-    "after",
-    "final",
-    "first",
-    "embed",
-    "pos",
-    "unembed",
-    "supported",
-    "negative",
-    "unsupported",
-    "holm",
-    "bh",
-    "none",
-    "all",
-    "mean",
-    "trend",
-}
+KEYWORDS = set(LEXER_KEYWORDS) | set(LEXER_CONSTANTS)  # words a name may not be
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
     lambda x: x not in KEYWORDS and not x.startswith("l")
 )

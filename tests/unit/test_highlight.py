@@ -31,3 +31,13 @@ def test_fmt_stdout_prints_and_leaves_the_file_alone(tmp_path: Path, capsys):
     assert main(["fmt", "--stdout", str(spec)]) == 0
     assert 'study "S"' in capsys.readouterr().out
     assert spec.read_text() == 'study   "S"\n'
+
+
+def test_the_lexer_knows_every_keyword_of_the_grammar():
+    import re
+
+    from hypodsl.highlight import CONSTANTS, KEYWORDS
+
+    grammar = (SPECS.parent / "grammar" / "hyp.lark").read_text()
+    literals = set(re.findall(r'"([a-z_]+)"', grammar))
+    assert literals <= set(KEYWORDS) | set(CONSTANTS)
