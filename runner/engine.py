@@ -23,7 +23,7 @@ from runner import checkpoints, results, stats, verdicts
 from runner.configs import TrainConfig
 from runner.kv import dataset
 from runner.kv.dataset import Split
-from runner.rundir import data_dir, read_config
+from runner.rundir import RunError, data_dir, read_config
 from runner.scoring import score_split
 
 Progress = Callable[[str], None]
@@ -40,7 +40,7 @@ class Measurement:
 def load_probe(run_dir: Path, probe: p.Probe) -> Split:
     split = dataset.load_split(data_dir(run_dir), probe.split)
     if probe.n > len(split):
-        raise ValueError(f"probe `{probe.name}`: split {probe.split} has {len(split)} sequences")
+        raise RunError(f"probe `{probe.name}`: split {probe.split} has {len(split)} sequences")
     if probe.seed is None:
         return split.select(np.arange(probe.n))
     rng = np.random.default_rng(probe.seed)
