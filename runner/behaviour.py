@@ -16,13 +16,6 @@ import torch.nn.functional as F
 from runner.kv import vocab
 
 
-def answer_logits(
-    logits: torch.Tensor, sequence: torch.Tensor, answer: torch.Tensor
-) -> torch.Tensor:
-    """[read, vocab] logits at each read's answer position."""
-    return logits[sequence, answer]
-
-
 def margin(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """[read] l_y - logsumexp over z != y, for [read, vocab] logits."""
     correct = logits.gather(1, target[:, None]).squeeze(1)

@@ -37,14 +37,22 @@ class Measurement:
     sequence: np.ndarray
 
 
-def load_probe(run_dir: Path, probe: p.Probe) -> Split:
-    split = dataset.load_split(data_dir(run_dir), probe.split)
+def load_probe(split: Split, probe: p.Probe) -> Split:
+    """The probe's sequences of an already loaded split."""
     if probe.n > len(split):
         raise RunError(f"probe `{probe.name}`: split {probe.split} has {len(split)} sequences")
     if probe.seed is None:
         return split.select(np.arange(probe.n))
     rng = np.random.default_rng(probe.seed)
     return split.select(np.sort(rng.choice(len(split), size=probe.n, replace=False)))
+
+
+def load_probes(run_dir: Path, probes: list[p.Probe]) -> dict[str, Split]:
+    """Each probe's sequences, reading every split file once."""
+    splits = {
+        name: dataset.load_split(data_dir(run_dir), name) for name in {x.split for x in probes}
+    }
+    return {x.name: load_probe(splits[x.split], x) for x in probes}
 
 
 def resolve_step(step: p.StepRef, config: TrainConfig) -> int:
@@ -63,7 +71,8 @@ class Engine:
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
         self.config = read_config(run_dir)
         self.progress = progress or (lambda _: None)
-        self.probes = {pr.name: load_probe(run_dir, pr) for pr in plan.probes}
+        needed = {name for names in self.requests().values() for name in names}
+        self.probes = load_probes(run_dir, [x for x in plan.probes if x.name in needed])
 
     def requests(self) -> dict[int, set[str]]:
         """step -> probes measured at that step, for every prediction this runner evaluates."""

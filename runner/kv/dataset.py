@@ -271,7 +271,3 @@ def load_split(data_dir: Path, split: str, limit: int | None = None) -> Split:
         reads = build_read_table(tokens)
     clean = arrays["clean_tokens"][:n].astype(np.int64) if "clean_tokens" in arrays else None
     return Split(split, tokens, arrays["lengths"][:n].astype(np.int64), reads, clean)
-
-
-def load_heldout_pairs(data_dir: Path) -> np.ndarray:
-    return load_file(str(data_dir / "heldout_pairs.safetensors"))["mask"].astype(bool)

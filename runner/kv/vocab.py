@@ -35,10 +35,6 @@ def value_token(value: int) -> int:
     return FIRST_VALUE + value
 
 
-def is_value_token(token: int) -> bool:
-    return FIRST_VALUE <= token < VOCAB_SIZE
-
-
 def token_names() -> list[str]:
     """Every token's printable name, indexed by id."""
     keys = [f"K{k:02d}" for k in range(N_KEYS)]

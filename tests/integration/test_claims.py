@@ -13,7 +13,7 @@ from hypodsl.cli import main
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
 from runner.checkpoints import load_model, weights_path
-from runner.engine import load_probe, run_plan
+from runner.engine import load_probes, run_plan
 from runner.kv.roles import reads_of_sequence
 from runner.report import render_markdown
 from runner.rundir import read_config, read_signature
@@ -56,7 +56,7 @@ def test_true_false_and_missing_claims_get_their_verdicts(tiny_run: Path):
 def test_accuracy_matches_an_independent_computation(tiny_run: Path):
     plan = plan_for(tiny_run)
     result = run_plan(plan, tiny_run)
-    probe = load_probe(tiny_run, plan.probe("iid"))
+    probe = load_probes(tiny_run, [plan.probe("iid")])["iid"]
     model = load_model(tiny_run, read_config(tiny_run).steps, read_config(tiny_run).model)
     correct = []
     with torch.no_grad():
