@@ -69,13 +69,20 @@ def _adapt(
 
 
 def run_with_cache(
-    model: nn.Module, tokens: torch.Tensor, names: Sequence[str] | None = None
+    model: nn.Module,
+    tokens: torch.Tensor,
+    names: Sequence[str] | None = None,
+    detach: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Logits and the activations at `names` (every hook point when None)."""
+    """Logits and the activations at `names` (every hook point when None).
+
+    With `detach=False` the cached activations stay in the autograd graph, for quantities that
+    are differentiated with respect to the parameters.
+    """
     cache: dict[str, torch.Tensor] = {}
 
     def store(x: torch.Tensor, name: str) -> None:
-        cache[name] = x.detach()
+        cache[name] = x.detach() if detach else x
 
     wanted = list(hook_points(model)) if names is None else list(names)
     with hooks(model, [(n, store) for n in wanted]):

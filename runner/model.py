@@ -149,7 +149,8 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits [batch, pos, vocab] for tokens [batch, pos]."""
         positions = torch.arange(tokens.shape[1], device=tokens.device)
-        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(positions))
+        pos = self.pos_embed(positions).expand(tokens.shape[0], -1, -1)
+        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(pos)
         for block in self.blocks:
             resid = block(resid)
         return F.linear(self.ln_final(resid), self.embed.weight)  # (B, T, vocab)

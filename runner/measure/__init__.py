@@ -1,0 +1,16 @@
+"""The measurement library: every quantity a claim can measure, as per-read values.
+
+Each module computes one family of quantities over a `ProbeBatch` (a probe's sequences and
+reads as tensors) on one model. Definitions, with formulas, are in each function's docstring and
+in docs/quantities.md.
+
+- `probe`: a probe's tokens and reads as tensors; the clean forward pass and its cache.
+- `attention`: attention mass between roles, QK score gaps, OV copying.
+- `attribution`: direct logit attribution of every component to the linearised margin.
+- `paths`: path contributions (single-hop by attribution, multi-hop by path patching).
+- `interventions`: zero, mean and resample ablation, patching from a probe or checkpoint.
+- `sweep`: many ablations at once, restarting from the cached residual.
+- `attribution_patching`: first-order estimates of every ablation from one backward pass.
+- `gradients`: parameter gradients, `alignment`, `update_alignment`.
+- `per_example`: per-example loss gradients and Gram summaries.
+"""

@@ -1,0 +1,203 @@
+"""Per-example loss gradients and their Gram geometry.
+
+An example is a read: its loss L_i = −log softmax(l)_y at its answer position depends only on
+the sequence up to that position, so each read is computed on its own copy of its sequence,
+cut after the answer (reads sorted by answer position, so a chunk is cut at its longest).
+Gradients are rows of a [read, n_params] matrix in `model.named_parameters()` order.
+
+Three ways to compute them (benchmarks/measure.py times each on this machine):
+
+- `einsum`: one forward and one backward pass over a chunk of reads, then per-layer products of
+  each layer's inputs and output gradients (for a linear layer, ∇W_i = Σ_t g_{i,t} x_{i,t}^T).
+- `vmap`: `torch.func.vmap` over `torch.func.grad` of one read's loss.
+- `loop`: one backward pass per read.
+
+Gram summaries: with G_ij = <∇L_i, ∇L_j> and groups (key, value, or (key, value) pair), each read
+gets its mean inner product with the other reads of its group (`within`) and with the reads of
+other groups (`between`). Their means over reads are the mean within- and between-group Gram
+entries, computed without forming G: with S_g the sum of group g's gradients,
+within_i = <∇L_i, S_g − ∇L_i> / (n_g − 1) and between_i = <∇L_i, S − S_g> / (N − n_g).
+`gram(by=...)` is within − between per read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runner.kv import vocab
+from runner.measure.probe import ProbeBatch
+from runner.model import LayerNorm, Transformer
+
+METHODS = ("einsum", "vmap", "loop")
+GROUPS = ("key", "value", "pair")
+
+
+def read_rows(probe: ProbeBatch, reads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens [read, pos] of each read's own sequence, cut after the longest answer, and answers."""
+    answer = probe.answer[reads]
+    n_pos = int(answer.max()) + 1
+    return probe.tokens[probe.read_seq[reads], :n_pos], answer
+
+
+def chunks_by_length(probe: ProbeBatch, chunk: int) -> Iterator[torch.Tensor]:
+    """Read indices in chunks of similar answer position."""
+    order = torch.argsort(probe.answer, stable=True)
+    yield from order.split(chunk)
+
+
+def _read_loss_sum(logits: torch.Tensor, answer: torch.Tensor, target: torch.Tensor):
+    rows = logits[torch.arange(len(answer)), answer]
+    return F.cross_entropy(rows, target, reduction="sum")
+
+
+def _einsum_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
+    captured: dict[str, torch.Tensor] = {}
+    inputs: dict[str, torch.Tensor] = {}
+    handles = []
+    modules = dict(model.named_modules())
+
+    def keep(name: str):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            captured[name] = output
+            if isinstance(module, nn.Linear):
+                inputs[name] = args[0].detach()
+
+        return hook
+
+    watched = [n for n, m in modules.items() if isinstance(m, (nn.Linear, LayerNorm))]
+    watched += ["hook_embed", "hook_pos_embed"]
+    watched += [f"{n}.hook_normalized" for n, m in modules.items() if isinstance(m, LayerNorm)]
+    try:
+        for name in watched:
+            handles.append(modules[name].register_forward_hook(keep(name)))
+        logits = model(tokens)
+    finally:
+        for handle in handles:
+            handle.remove()
+    outputs = [captured[n] for n in watched if not n.endswith("hook_normalized")]
+    names = [n for n in watched if not n.endswith("hook_normalized")]
+    grads = dict(
+        zip(
+            names + ["logits"],
+            torch.autograd.grad(_read_loss_sum(logits, answer, target), outputs + [logits]),
+        )
+    )
+    n = len(answer)
+    per_param: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name in names:
+            module, g = modules[name], grads[name]
+            if isinstance(module, nn.Linear):
+                per_param[f"{name}.weight"] = torch.einsum("nto,nti->noi", g, inputs[name])
+                per_param[f"{name}.bias"] = g.sum(dim=1)
+            elif isinstance(module, LayerNorm):
+                normalized = captured[f"{name}.hook_normalized"].detach()
+                per_param[f"{name}.weight"] = (g * normalized).sum(dim=1)
+                per_param[f"{name}.bias"] = g.sum(dim=1)
+        one_hot = F.one_hot(tokens, model.cfg.vocab_size).to(grads["hook_embed"].dtype)
+        embed = torch.einsum("ntv,ntd->nvd", one_hot, grads["hook_embed"])
+        rows = torch.arange(n)
+        final = captured["ln_final"].detach()[rows, answer]  # [read, d_model]
+        embed += torch.einsum("nv,nd->nvd", grads["logits"][rows, answer], final)
+        per_param["embed.weight"] = embed
+        pos = torch.zeros(n, model.cfg.n_ctx, model.cfg.d_model, dtype=embed.dtype)
+        pos[:, : tokens.shape[1]] = grads["hook_pos_embed"]
+        per_param["pos_embed.weight"] = pos
+        return torch.cat(
+            [per_param[name].reshape(n, -1) for name, _ in model.named_parameters()], dim=1
+        )
+
+
+def _vmap_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(params, tokens, answer, target):
+        logits = torch.func.functional_call(model, params, (tokens[None],))[0]
+        row = logits.gather(0, answer.view(1, 1).expand(1, logits.shape[-1]))
+        return F.cross_entropy(row, target.view(1))
+
+    grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0, 0))(
+        params, tokens, answer, target
+    )
+    return torch.cat([grads[name].reshape(len(answer), -1) for name in params], dim=1)
+
+
+def _loop_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
+    params = [w for _, w in model.named_parameters()]
+    rows = []
+    for i in range(len(answer)):
+        length = int(answer[i]) + 1
+        logits = model(tokens[i : i + 1, :length])
+        loss = F.cross_entropy(logits[0, answer[i]][None], target[i : i + 1])
+        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))
+    return torch.stack(rows)
+
+
+_CHUNK_FNS = {"einsum": _einsum_chunk, "vmap": _vmap_chunk, "loop": _loop_chunk}
+
+
+def per_example_gradients(
+    model: Transformer, probe: ProbeBatch, method: str = "einsum", chunk: int = 128
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(read indices, gradients [chunk, n_params]) chunk by chunk; memory is bounded by `chunk`."""
+    if method not in _CHUNK_FNS:
+        raise ValueError(f"unknown method `{method}`; use one of {', '.join(METHODS)}")
+    fn = _CHUNK_FNS[method]
+    for reads in chunks_by_length(probe, chunk):
+        tokens, answer = read_rows(probe, reads)
+        yield reads, fn(model, tokens, answer, probe.target[reads])
+
+
+def group_labels(probe: ProbeBatch, by: str) -> np.ndarray:
+    """[read] group of each read: its key, its value, or its (key, value) pair."""
+    key = probe.tokens[probe.read_seq, probe.answer].numpy() - vocab.FIRST_KEY
+    value = probe.target.numpy() - vocab.FIRST_VALUE
+    if by == "key":
+        return key
+    if by == "value":
+        return value
+    if by == "pair":
+        return key * vocab.N_VALUES + value
+    raise ValueError(f"unknown grouping `{by}`; use one of {', '.join(GROUPS)}")
+
+
+def gram_summary(
+    model: Transformer,
+    probe: ProbeBatch,
+    labels: np.ndarray,
+    method: str = "einsum",
+    chunk: int = 128,
+) -> dict[str, torch.Tensor]:
+    """[read] `within` and `between`: mean Gram entries with the same and other groups.
+
+    Two passes over the per-example gradients: the first sums them per group, the second takes
+    each read's inner products with those sums. NaN where a group has one read (no `within`).
+    """
+    groups, index = np.unique(labels, return_inverse=True)
+    index_t = torch.as_tensor(index)
+    n_params = sum(w.numel() for w in model.parameters())
+    sums = torch.zeros(len(groups), n_params, dtype=next(model.parameters()).dtype)
+    for reads, grads in per_example_gradients(model, probe, method, chunk):
+        sums.index_add_(0, index_t[reads], grads)
+    total = sums.sum(dim=0)
+    sizes = torch.as_tensor(np.bincount(index, minlength=len(groups)), dtype=sums.dtype)
+    within = torch.empty(len(probe), dtype=sums.dtype)
+    between = torch.empty(len(probe), dtype=sums.dtype)
+    n = len(probe)
+    for reads, grads in per_example_gradients(model, probe, method, chunk):
+        own = sums[index_t[reads]]
+        size = sizes[index_t[reads]]
+        self_dot = (grads * grads).sum(dim=1)
+        within[reads] = ((grads * own).sum(dim=1) - self_dot) / (size - 1)
+        between[reads] = (grads @ total - (grads * own).sum(dim=1)) / (n - size)
+    return {"within": within, "between": between}
+
+
+def gram_matrix(gradients: torch.Tensor) -> torch.Tensor:
+    """G = J J^T for per-example gradients J [example, n_params], as one matrix product."""
+    return gradients @ gradients.T
