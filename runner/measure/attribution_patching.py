@@ -54,18 +54,18 @@ def attribution_patching(
     with torch.no_grad():
         for i, (act, grad) in enumerate(zip(acts, grads)):
             act = act.detach()
+            # effect = Σ_pos (replacement − act) · grad; summed over d_head too for heads
+            dims = (1, 3) if i < n_layers else (1,)
+            own = (act * grad).sum(dim=dims)
             for kind in kinds:
                 if kind == "zero":
-                    change = -act
+                    effect = -own
                 elif kind == "mean":
-                    change = iv.mean_source(act, token_mask, probe.n_pos) - act
+                    mean = iv.mean_source(act, token_mask, probe.n_pos)
+                    effect = (mean * grad).sum(dim=dims) - own
                 else:
-                    change = iv.resample_source(act, seed) - act
-                effect = change * grad
-                if i < n_layers:  # [seq, pos, head, d_head]
-                    heads[kind].append(effect.sum(dim=(1, 3)))
-                else:  # [seq, pos, neuron]
-                    neurons[kind].append(effect.sum(dim=1))
+                    effect = (iv.resample_source(act, seed) * grad).sum(dim=dims) - own
+                (heads if i < n_layers else neurons)[kind].append(effect)
     return AttributionScores(
         heads={k: torch.stack(v) for k, v in heads.items()},
         neurons={k: torch.stack(v) for k, v in neurons.items()},

@@ -104,7 +104,8 @@ def align_positions(x: torch.Tensor, n_pos: int) -> torch.Tensor:
 
 def mean_source(reference: torch.Tensor, token_mask: torch.Tensor, n_pos: int) -> torch.Tensor:
     """[1, n_pos, ...] per-position mean of a reference activation over its real tokens."""
-    weights = token_mask.to(reference.dtype).view(*token_mask.shape, *[1] * (reference.dim() - 2))
+    weights = token_mask.to(reference.dtype)
+    weights = weights.view(*weights.shape, *[1] * (reference.dim() - 2))
     total = (reference * weights).sum(dim=0, keepdim=True)
     count = weights.sum(dim=0, keepdim=True).clamp(min=1)
     return align_positions(total / count, n_pos)

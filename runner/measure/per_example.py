@@ -55,7 +55,9 @@ def _read_loss_sum(logits: torch.Tensor, answer: torch.Tensor, target: torch.Ten
     return F.cross_entropy(rows, target, reduction="sum")
 
 
-def _einsum_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
+def _einsum_chunk(model: Transformer, tokens, answer, target, out: torch.Tensor) -> torch.Tensor:
+    """Per-example gradients of a chunk of reads, written into out[:n] (reused across chunks:
+    fresh multi-megabyte tensors cost more in page faults than the arithmetic)."""
     captured: dict[str, torch.Tensor] = {}
     inputs: dict[str, torch.Tensor] = {}
     handles = []
@@ -69,51 +71,46 @@ def _einsum_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
 
         return hook
 
-    watched = [n for n, m in modules.items() if isinstance(m, (nn.Linear, LayerNorm))]
-    watched += ["hook_embed", "hook_pos_embed"]
-    watched += [f"{n}.hook_normalized" for n, m in modules.items() if isinstance(m, LayerNorm)]
+    layers = [n for n, m in modules.items() if isinstance(m, (nn.Linear, LayerNorm))]
+    normalized = [f"{n}.hook_normalized" for n, m in modules.items() if isinstance(m, LayerNorm)]
+    names = [*layers, "hook_embed", "hook_pos_embed"]
     try:
-        for name in watched:
+        for name in names + normalized:
             handles.append(modules[name].register_forward_hook(keep(name)))
         logits = model(tokens)
     finally:
         for handle in handles:
             handle.remove()
-    outputs = [captured[n] for n in watched if not n.endswith("hook_normalized")]
-    names = [n for n in watched if not n.endswith("hook_normalized")]
-    grads = dict(
-        zip(
-            names + ["logits"],
-            torch.autograd.grad(_read_loss_sum(logits, answer, target), outputs + [logits]),
-        )
-    )
+    loss = _read_loss_sum(logits, answer, target)
+    grads = dict(zip([*names, "logits"], torch.autograd.grad(loss, [captured[n] for n in names] + [logits])))
     n = len(answer)
-    per_param: dict[str, torch.Tensor] = {}
+    out = out[:n]
+    views, offset = {}, 0
+    for name, param in model.named_parameters():
+        views[name] = out[:, offset : offset + param.numel()].view(n, *param.shape)
+        offset += param.numel()
     with torch.no_grad():
-        for name in names:
-            module, g = modules[name], grads[name]
-            if isinstance(module, nn.Linear):
-                per_param[f"{name}.weight"] = torch.einsum("nto,nti->noi", g, inputs[name])
-                per_param[f"{name}.bias"] = g.sum(dim=1)
-            elif isinstance(module, LayerNorm):
-                normalized = captured[f"{name}.hook_normalized"].detach()
-                per_param[f"{name}.weight"] = (g * normalized).sum(dim=1)
-                per_param[f"{name}.bias"] = g.sum(dim=1)
-        one_hot = F.one_hot(tokens, model.cfg.vocab_size).to(grads["hook_embed"].dtype)
-        embed = torch.einsum("ntv,ntd->nvd", one_hot, grads["hook_embed"])
+        for name in layers:
+            g = grads[name]
+            if isinstance(modules[name], nn.Linear):
+                torch.bmm(g.transpose(1, 2), inputs[name], out=views[f"{name}.weight"])
+            else:
+                x_hat = captured[f"{name}.hook_normalized"].detach()
+                views[f"{name}.weight"].copy_((g * x_hat).sum(dim=1))
+            views[f"{name}.bias"].copy_(g.sum(dim=1))
+        one_hot = F.one_hot(tokens, model.cfg.vocab_size).to(out.dtype)
+        embed = views["embed.weight"]
+        torch.bmm(one_hot.transpose(1, 2), grads["hook_embed"], out=embed)
         rows = torch.arange(n)
         final = captured["ln_final"].detach()[rows, answer]  # [read, d_model]
-        embed += torch.einsum("nv,nd->nvd", grads["logits"][rows, answer], final)
-        per_param["embed.weight"] = embed
-        pos = torch.zeros(n, model.cfg.n_ctx, model.cfg.d_model, dtype=embed.dtype)
+        embed.baddbmm_(grads["logits"][rows, answer][:, :, None], final[:, None, :])
+        pos = views["pos_embed.weight"]
+        pos.zero_()
         pos[:, : tokens.shape[1]] = grads["hook_pos_embed"]
-        per_param["pos_embed.weight"] = pos
-        return torch.cat(
-            [per_param[name].reshape(n, -1) for name, _ in model.named_parameters()], dim=1
-        )
+    return out
 
 
-def _vmap_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
+def _vmap_chunk(model: Transformer, tokens, answer, target, out: torch.Tensor) -> torch.Tensor:
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def loss(params, tokens, answer, target):
@@ -124,18 +121,18 @@ def _vmap_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
     grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0, 0))(
         params, tokens, answer, target
     )
-    return torch.cat([grads[name].reshape(len(answer), -1) for name in params], dim=1)
+    n = len(answer)
+    return torch.cat([grads[name].reshape(n, -1) for name in params], dim=1, out=out[:n])
 
 
-def _loop_chunk(model: Transformer, tokens, answer, target) -> torch.Tensor:
+def _loop_chunk(model: Transformer, tokens, answer, target, out: torch.Tensor) -> torch.Tensor:
     params = [w for _, w in model.named_parameters()]
-    rows = []
     for i in range(len(answer)):
         length = int(answer[i]) + 1
         logits = model(tokens[i : i + 1, :length])
         loss = F.cross_entropy(logits[0, answer[i]][None], target[i : i + 1])
-        rows.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))
-    return torch.stack(rows)
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)], out=out[i])
+    return out[: len(answer)]
 
 
 _CHUNK_FNS = {"einsum": _einsum_chunk, "vmap": _vmap_chunk, "loop": _loop_chunk}
@@ -144,13 +141,20 @@ _CHUNK_FNS = {"einsum": _einsum_chunk, "vmap": _vmap_chunk, "loop": _loop_chunk}
 def per_example_gradients(
     model: Transformer, probe: ProbeBatch, method: str = "einsum", chunk: int = 128
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(read indices, gradients [chunk, n_params]) chunk by chunk; memory is bounded by `chunk`."""
+    """(read indices, gradients [chunk, n_params]) chunk by chunk; memory is bounded by `chunk`.
+
+    The gradients yielded are valid until the next chunk is computed (one buffer is reused):
+    copy what you keep.
+    """
     if method not in _CHUNK_FNS:
         raise ValueError(f"unknown method `{method}`; use one of {', '.join(METHODS)}")
     fn = _CHUNK_FNS[method]
+    n_params = sum(w.numel() for w in model.parameters())
+    dtype = next(model.parameters()).dtype
+    buffer = torch.empty(min(chunk, max(len(probe), 1)), n_params, dtype=dtype)
     for reads in chunks_by_length(probe, chunk):
         tokens, answer = read_rows(probe, reads)
-        yield reads, fn(model, tokens, answer, probe.target[reads])
+        yield reads, fn(model, tokens, answer, probe.target[reads], buffer)
 
 
 def group_labels(probe: ProbeBatch, by: str) -> np.ndarray:

@@ -59,7 +59,7 @@ def ablation_sweep(
     run: CleanRun,
     sites: Sequence[Site],
     sources: Mapping[str, torch.Tensor],
-    max_rows: int = 1024,
+    max_rows: int = 512,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Per-read accuracy, loss and margin under each site's ablation, keyed by site label.
 
