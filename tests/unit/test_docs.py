@@ -48,3 +48,11 @@ def test_the_examples_use_every_keyword_of_the_grammar():
     examples_text = "\n".join(text for _, text in examples())
     missing = {k for k in keywords if not re.search(rf"\b{k}\b", examples_text)}
     assert not missing, f"docs/language.md has no example using: {sorted(missing)}"
+
+
+def test_the_python_examples_of_the_quantities_doc_run():
+    text = (ROOT / "docs" / "quantities.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/quantities.md", "exec"), {})
