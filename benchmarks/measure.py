@@ -101,7 +101,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
 
     # 1. ablation sweep of every head
-    sites = [iv.site_of(p.HeadNode(layer=l, head=h)) for l in range(n_layers) for h in range(n_heads)]
+    sites = [
+        iv.site_of(p.HeadNode(layer=layer, head=h))
+        for layer in range(n_layers)
+        for h in range(n_heads)
+    ]
     zero = {s.label: torch.zeros(1) for s in sites}
 
     def batched() -> None:
@@ -170,7 +174,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     out["gram_throughput"] = gram_rate / mm_rate
     print(f"Gram matrix {n} x {n_params:,}: {gram_rate / 1e9:.1f} GFLOP/s vs square matmul "
           f"{side}^3: {mm_rate / 1e9:.1f} GFLOP/s -> {out['gram_throughput']:.2f} (target >= 0.7)")
-    del grads
 
     # 5. forward with the cache the path quantities need
     names = path_names(model)

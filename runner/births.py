@@ -18,7 +18,7 @@ def birth(steps: Sequence[int], holds: Sequence[bool]) -> int | None:
     if len(set(steps)) != len(steps):
         raise ValueError("steps must be distinct")
     born: int | None = None
-    for step, ok in sorted(zip(steps, holds), reverse=True):
+    for step, ok in sorted(zip(steps, holds, strict=True), reverse=True):
         if not ok:
             break
         born = step

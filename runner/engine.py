@@ -1,9 +1,11 @@
 """The engine: evaluate a compiled `Plan` against a run's checkpoints.
 
 Every prediction needs per-read values of some quantities at one (checkpoint, probe). The engine
-collects those requests, loads each checkpoint once, runs one scoring pass per (checkpoint,
-probe) that serves every prediction asking for it, then hands per-read values to the paired
-bootstrap and the verdict rules. A checkpoint that is missing or corrupt makes the predictions
+collects those requests (deduplicated), loads each checkpoint once, and measures them through
+`runner.measure.quantities`, where one clean forward pass per (checkpoint, probe) serves every
+quantity that needs it; then it hands per-read values to the paired bootstrap and the verdict
+rules. Reads where a quantity is undefined (NaN: an empty role set) are left out of that
+prediction. A checkpoint that is missing or corrupt makes the predictions
 that need it Unsupported, with the reason, and never stops the others.
 """
 
@@ -23,17 +25,24 @@ from runner import checkpoints, results, stats, verdicts
 from runner.configs import TrainConfig
 from runner.kv import dataset
 from runner.kv.dataset import Split
+from runner.measure import quantities
+from runner.measure.probe import ProbeBatch
+from runner.model import Transformer
 from runner.rundir import RunError, data_dir, read_config
-from runner.scoring import score_split
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """Per-read quantity values on one probe at one checkpoint, and each read's sequence."""
+    """Per-read quantity values on one probe at one checkpoint, and each read's sequence.
+
+    Values and errors are keyed by `quantities.key`: a quantity that could not be measured has
+    an error (the reason) instead of values.
+    """
 
     values: dict[str, np.ndarray]
+    errors: dict[str, str]
     sequence: np.ndarray
 
 
@@ -71,37 +80,82 @@ class Engine:
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
         self.config = read_config(run_dir)
         self.progress = progress or (lambda _: None)
-        needed = {name for names in self.requests().values() for name in names}
+        self._models: dict[int, Transformer] = {}
+        needed = self._probe_names()
         self.probes = load_probes(run_dir, [x for x in plan.probes if x.name in needed])
 
-    def requests(self) -> dict[int, set[str]]:
-        """step -> probes measured at that step, for every prediction this runner evaluates."""
-        out: dict[int, set[str]] = {}
+    def requests(self) -> dict[int, dict[str, dict[str, p.QuantityExpr]]]:
+        """step -> probe -> the quantities measured there, for every prediction evaluated."""
+        out: dict[int, dict[str, dict[str, p.QuantityExpr]]] = {}
         for claim in self.plan.claims:
             for pred in claim.predictions:
-                if not claim.pending and unsupported_feature(pred) is None:
-                    assert isinstance(pred, p.TimedPrediction) and isinstance(pred.when, p.At)
-                    out.setdefault(resolve_step(pred.when.step, self.config), set()).add(pred.probe)
+                if claim.pending or unsupported_feature(pred) is not None:
+                    continue
+                assert isinstance(pred, p.TimedPrediction) and isinstance(pred.when, p.At)
+                step = resolve_step(pred.when.step, self.config)
+                wanted = out.setdefault(step, {}).setdefault(pred.probe, {})
+                for q in _quantities(pred.left) + _quantities(pred.right):
+                    wanted[quantities.key(q)] = q
         return out
+
+    def _probe_names(self) -> set[str]:
+        names = set()
+        for per_probe in self.requests().values():
+            for probe, wanted in per_probe.items():
+                names.add(probe)
+                for q in wanted.values():
+                    names.update(
+                        i.from_probe for i in q.interventions
+                        if isinstance(i, p.Patch) and i.from_probe
+                    )  # fmt: skip
+        return names
+
+    def _load_model(self, step: int) -> Transformer:
+        if step not in self._models:
+            try:
+                self._models[step] = checkpoints.load_model(self.run_dir, step, self.config.model)
+            except checkpoints.CheckpointError as e:
+                raise quantities.MeasureError(f"checkpoint {step}: {e}") from None
+        return self._models[step]
+
+    def _next_step(self, step: int) -> int | None:
+        later = [s for s in checkpoints.list_steps(self.run_dir) if s > step]
+        return min(later) if later else None
 
     def measure(self) -> tuple[dict[tuple[int, str], Measurement], dict[int, str], dict[int, str]]:
         """Measurements per (step, probe); failures per step; weight hashes per step."""
         measured: dict[tuple[int, str], Measurement] = {}
         failures: dict[int, str] = {}
         hashes: dict[int, str] = {}
-        for step, probe_names in sorted(self.requests().items()):
+        batches = {name: ProbeBatch.from_split(split) for name, split in self.probes.items()}
+        for step, per_probe in sorted(self.requests().items()):
             self.progress(f"step {step}")
+            self._models = {}
             try:
                 model = checkpoints.load_model(self.run_dir, step, self.config.model)
                 hashes[step] = checkpoints.file_sha256(self.run_dir, step)
             except checkpoints.CheckpointError as e:
                 failures[step] = str(e)
                 continue
-            for name in sorted(probe_names):
-                split = self.probes[name]
-                scores = score_split(model, split)
-                values = {q: np.asarray(scores[q], dtype=np.float64) for q in BEHAVIOUR}
-                measured[(step, name)] = Measurement(values, split.reads.sequence)
+            self._models[step] = model
+            for name in sorted(per_probe):
+                ctx = quantities.QuantityContext(
+                    model=model,
+                    probe=batches[name],
+                    step=step,
+                    seed=self.seed,
+                    load_model=self._load_model,
+                    resolve_step=lambda ref: resolve_step(ref, self.config),
+                    next_step=self._next_step,
+                    other_probe=batches.__getitem__,
+                )
+                values, errors = {}, {}
+                for k, q in sorted(per_probe[name].items()):
+                    try:
+                        values[k] = quantities.measure(ctx, q)
+                    except quantities.MeasureError as e:
+                        errors[k] = str(e)
+                measured[(step, name)] = Measurement(values, errors, batches[name].reads.sequence)
         return measured, failures, hashes
 
     def run(self) -> results.StudyResult:
@@ -180,14 +234,18 @@ class Engine:
             reason = f"checkpoint {pred.when.step.label()} (step {step}): {failures[step]}"
             return result(verdict="unsupported", reason=f"not evaluable: {reason}")
         m = measured[(step, pred.probe)]
+        for q in _quantities(pred.left) + _quantities(pred.right):
+            if quantities.key(q) in m.errors:
+                reason = f"not evaluable: `{q.name}`: {m.errors[quantities.key(q)]}"
+                return result(verdict="unsupported", reason=reason)
         left, right = evaluate(pred.left, m), evaluate(pred.right, m)
-        if len(m.sequence) == 0:
-            return result(verdict="unsupported", reason="not evaluable: the probe has no reads")
-        if not (np.isfinite(left).all() and np.isfinite(right).all()):
-            reason = "not evaluable: a measured value is not finite"
-            return result(verdict="unsupported", reason=reason)
+        # Reads where a quantity is undefined (an empty role set, say) are left out.
+        keep = np.isfinite(left) & np.isfinite(right)
+        if not keep.any():
+            return result(verdict="unsupported", reason="not evaluable: no read has a value")
+        left, right, sequence = left[keep], right[keep], m.sequence[keep]
         boot = stats.paired_cluster_bootstrap(
-            left, right, m.sequence, self.plan.confidence, seed=self.seed
+            left, right, sequence, self.plan.confidence, seed=self.seed
         )
         d = boot.difference
         verdict, reason = verdicts.decide(pred.op, d.low, d.high, self.plan.confidence)
@@ -204,7 +262,6 @@ class Engine:
         )
 
 
-BEHAVIOUR = ("accuracy", "loss", "margin")
 NOT_YET = "is not implemented by this runner yet"
 
 
@@ -215,10 +272,10 @@ def unsupported_feature(pred: p.TimedPrediction | p.BirthOrder) -> str | None:
     if isinstance(pred.when, p.Over):
         return f"`over` windows {NOT_YET}"
     for q in _quantities(pred.left) + _quantities(pred.right):
-        if q.name not in BEHAVIOUR:
+        if q.name not in quantities.IMPLEMENTED:
             return f"quantity `{q.name}` {NOT_YET}"
-        if q.interventions:
-            return f"interventions (`with {q.interventions[0].kind}`) {NOT_YET}"
+        if q.interventions and q.name not in quantities.BEHAVIOUR:
+            return f"interventions on `{q.name}` {NOT_YET}"
         if q.probe not in (None, pred.probe):
             return f"comparing across probes (`on {q.probe}`) {NOT_YET}"
     return None
@@ -241,7 +298,7 @@ def evaluate(
     if isinstance(expr, p.NumberExpr):
         return np.full(len(m.sequence), expr.value)
     if isinstance(expr, p.QuantityExpr):
-        return m.values[expr.name]
+        return m.values[quantities.key(expr)]
     if isinstance(expr, p.UnaryExpr):
         operand = evaluate(expr.operand, m)
         return -operand if expr.op == "neg" else np.abs(operand)

@@ -155,5 +155,11 @@ class Transformer(nn.Module):
             resid = block(resid)
         return F.linear(self.ln_final(resid), self.embed.weight)  # (B, T, vocab)
 
+    def block(self, layer: int) -> Block:
+        """Block `layer`, typed (indexing the ModuleList gives a plain Module)."""
+        block = self.blocks[layer]
+        assert isinstance(block, Block)
+        return block
+
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

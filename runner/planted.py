@@ -90,12 +90,13 @@ def planted_model() -> Transformer:
     )
     # The anchor dominates every residual norm: LayerNorm divides by about this scale.
     scale = math.sqrt(2 * ANCHOR**2 / cfg.d_model)
-    for ln in [*(b.ln1 for b in model.blocks), *(b.ln2 for b in model.blocks), model.ln_final]:
+    blocks = [model.block(i) for i in range(cfg.n_layers)]
+    for ln in [*(b.ln1 for b in blocks), *(b.ln2 for b in blocks), model.ln_final]:
         ln.weight.fill_(scale)
 
     root = math.sqrt(cfg.d_head)
     d = cfg.d_model
-    attn0, attn1 = model.blocks[0].attn, model.blocks[1].attn
+    attn0, attn1 = blocks[0].attn, blocks[1].attn
     w0 = attn0.c_attn.weight  # [3 d_model, d_model]: rows q | k | v, columns residual dims
     # L0.H0 (previous token) and L0.H1 (two back): positional QK, each query position t's
     # query dim t matches the key dim of position t - offset.

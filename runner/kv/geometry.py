@@ -72,6 +72,6 @@ def geometry_report(split: Split) -> dict[str, Any]:
             for name, v in feats.items()
         },
         "reads_per_key": np.bincount(keys, minlength=vocab.N_KEYS).tolist(),
-        "distinct_answer_values": int(len(np.unique(values))),
-        "distinct_answer_pairs": int(len(np.unique(keys * vocab.N_VALUES + values))),
+        "distinct_answer_values": len(np.unique(values)),
+        "distinct_answer_pairs": len(np.unique(keys * vocab.N_VALUES + values)),
     }

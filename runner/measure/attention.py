@@ -57,10 +57,8 @@ def qk_gap(
         probe, run[f"blocks.{layer}.attn.hook_attn_scores"], head, from_role
     )
     to = probe.role_mask(to_role) & visible
-    if contrast_role is None:
-        contrast = visible & ~to
-    else:
-        contrast = probe.role_mask(contrast_role) & visible
+    others = ~to if contrast_role is None else probe.role_mask(contrast_role)
+    contrast = visible & others
     finite = torch.where(visible, scores, torch.zeros_like(scores))
 
     def mean_over(mask: torch.Tensor) -> torch.Tensor:
@@ -76,7 +74,7 @@ def ov_copy_table(model: Transformer, layer: int, head: int) -> torch.Tensor:
     """[value] bool: whether the head's OV circuit ranks each value token first among values."""
     values = torch.arange(vocab.FIRST_VALUE, vocab.FIRST_VALUE + vocab.N_VALUES)
     embedded = model.embed.weight[values]  # [value, d_model]
-    x = model.blocks[layer].ln1(embedded[None])[0]
+    x = model.block(layer).ln1(embedded[None])[0]
     w_v, b_v = qkv_weight(model, layer, "v")
     image = (x @ w_v[head] + b_v[head]) @ w_o(model, layer)[head]  # [value, d_model]
     image = (image - image.mean(dim=-1, keepdim=True)) * model.ln_final.weight

@@ -63,7 +63,8 @@ def component_writes(
         "embed": probe.at_answers(run["hook_embed"]),
         "pos": probe.at_answers(run["hook_pos_embed"]),
     }
-    for layer, block in enumerate(model.blocks):
+    for layer in range(model.cfg.n_layers):
+        block = model.block(layer)
         z = probe.at_answers(run[f"blocks.{layer}.attn.hook_z"])
         for head in range(model.cfg.n_heads):
             writes[f"L{layer}.H{head}"] = head_output(model, layer, z, head)

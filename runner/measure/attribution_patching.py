@@ -52,7 +52,7 @@ def attribution_patching(
     heads: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     neurons: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
     with torch.no_grad():
-        for i, (act, grad) in enumerate(zip(acts, grads)):
+        for i, (act, grad) in enumerate(zip(acts, grads, strict=True)):
             act = act.detach()
             # effect = Σ_pos (replacement − act) · grad; summed over d_head too for heads
             dims = (1, 3) if i < n_layers else (1,)

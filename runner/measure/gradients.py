@@ -57,7 +57,7 @@ def flat_grad(scalar: torch.Tensor, model: Transformer, keep_graph: bool = False
     return torch.cat(
         [
             (g if g is not None else torch.zeros_like(w)).reshape(-1)
-            for g, w in zip(grads, parameters(model))
+            for g, w in zip(grads, parameters(model), strict=True)
         ]
     )
 
@@ -71,7 +71,9 @@ def directional_derivatives(
     grads = torch.autograd.grad((weights * values).sum(), params, create_graph=True)
     dot = sum(
         (g * d.view_as(w)).sum()
-        for g, d, w in zip(grads, direction.split([w.numel() for w in params]), params)
+        for g, d, w in zip(
+            grads, direction.split([w.numel() for w in params]), params, strict=True
+        )
     )
     (out,) = torch.autograd.grad(dot, weights)
     return out

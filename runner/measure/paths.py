@@ -24,6 +24,7 @@ So for the zero ablation `X -> unembed` by path patching equals direct attributi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -81,9 +82,9 @@ def check_path(nodes: Sequence[p.PathNode]) -> None:
     """Raise PathError unless every node reads what the node before it writes."""
     if len(nodes) < 2:
         raise PathError("a path needs a sender and at least one receiver")
-    if isinstance(nodes[0], p.UnembedNode) or isinstance(nodes[0], p.HeadInputNode):
+    if isinstance(nodes[0], (p.UnembedNode, p.HeadInputNode)):
         raise PathError(f"`{node_label(nodes[0])}` cannot send along a path")
-    for i, (sender, receiver) in enumerate(zip(nodes, nodes[1:])):
+    for i, (sender, receiver) in enumerate(itertools.pairwise(nodes)):
         if isinstance(receiver, (p.EmbedNode, p.PosNode)):
             raise PathError(f"`{receiver.kind}` cannot receive along a path")
         if isinstance(sender, p.UnembedNode) or (
@@ -156,7 +157,7 @@ class PathPatcher:
         model, run = self.model, self.run
         if node.kind in HEAD_KINDS:
             layer, head = node.layer, node.head  # type: ignore[union-attr]
-            ln1 = model.blocks[layer].ln1
+            ln1 = model.block(layer).ln1
             resid = run[f"blocks.{layer}.hook_resid_pre"]
             clean, moved = ln1(resid), ln1(resid + delta)
             inputs = {"q": clean, "k": clean, "v": clean}
@@ -174,7 +175,7 @@ class PathPatcher:
             z0 = run[f"blocks.{layer}.attn.hook_z"][:, :, head]
             return (z - z0) @ w_o(model, layer)[head]
         if isinstance(node, (p.MlpNode, p.NeuronsNode)):
-            block = model.blocks[node.layer]
+            block = model.block(node.layer)
             x = block.ln2(run[f"blocks.{node.layer}.hook_resid_mid"] + delta)
             post = F.gelu(block.mlp.c_fc(x), approximate="tanh")
             return self._neuron_write(node, post - run[f"blocks.{node.layer}.mlp.hook_post"])

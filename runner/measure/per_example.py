@@ -82,7 +82,8 @@ def _einsum_chunk(model: Transformer, tokens, answer, target, out: torch.Tensor)
         for handle in handles:
             handle.remove()
     loss = _read_loss_sum(logits, answer, target)
-    grads = dict(zip([*names, "logits"], torch.autograd.grad(loss, [captured[n] for n in names] + [logits])))
+    wrt = [*(captured[n] for n in names), logits]
+    grads = dict(zip([*names, "logits"], torch.autograd.grad(loss, wrt), strict=True))
     n = len(answer)
     out = out[:n]
     views, offset = {}, 0

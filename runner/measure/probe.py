@@ -16,7 +16,7 @@ import torch
 from runner import behaviour
 from runner.hooks import run_with_cache
 from runner.kv.dataset import Split
-from runner.kv.roles import ReadTable, SINGLE_ROLES
+from runner.kv.roles import SINGLE_ROLES, ReadTable
 from runner.model import Transformer
 
 

@@ -2,8 +2,9 @@
 
 Interventions and path patching change one component and need only what lies downstream of it.
 `run_from` restarts the forward pass from a residual stream at a given layer and stage, and can
-compute its last MLP only at the reads' answer positions, which is all the margin needs. `head_pattern_and_z` recomputes one head from separate query, key
-and value inputs, for path patching into a single input.
+compute its last MLP only at the reads' answer positions, which is all the margin needs.
+`head_pattern_and_z` recomputes one head from separate query, key and value inputs, for path
+patching into a single input.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def head_pattern_and_z(
     v = x_v @ w_v[head] + b_v[head]
     n_pos = x_q.shape[1]
     scores = q @ k.transpose(1, 2) / math.sqrt(model.cfg.d_head)
-    causal = model.blocks[layer].attn.causal_mask[:n_pos, :n_pos]
+    causal = model.block(layer).attn.causal_mask[:n_pos, :n_pos]
     pattern = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
     return pattern, pattern @ v, v
 
@@ -61,7 +62,7 @@ def run_from(
     if rows is not None and layer == n_layers:
         at_rows = resid[rows]
     for index in range(layer, n_layers):
-        block = model.blocks[index]
+        block = model.block(index)
         skip_attn = index == layer and stage == "mlp"
         if rows is not None and index == n_layers - 1:
             if not skip_attn:

@@ -25,7 +25,7 @@ from runner.model import Transformer
 
 def sweep_names(model: Transformer) -> list[str]:
     """Activations the sweep restarts from."""
-    names = residual_names(model) + [f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
+    names = [*residual_names(model), f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
     for layer in range(model.cfg.n_layers):
         names += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.mlp.hook_post"]
     return names
@@ -80,6 +80,6 @@ def ablation_sweep(
             offsets = torch.arange(len(chunk)).repeat_interleave(len(probe)) * n_seq
             rows = (probe.read_seq.repeat(len(chunk)) + offsets, probe.answer.repeat(len(chunk)))
             logits = run_from(model, stacked, layer, stage, rows)
-            for (site, _), part in zip(chunk, logits.split(len(probe))):
+            for (site, _), part in zip(chunk, logits.split(len(probe)), strict=True):
                 out[site.label] = behaviour.per_read(part, probe.target)
     return out

@@ -17,7 +17,7 @@ QKV = ("q", "k", "v")
 def qkv_weight(model: Transformer, layer: int, which: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(W [head, d_model, d_head], b [head, d_head]) of head inputs `q`, `k` or `v`."""
     cfg = model.cfg
-    attn = model.blocks[layer].attn
+    attn = model.block(layer).attn
     i = QKV.index(which)
     rows = slice(i * cfg.d_model, (i + 1) * cfg.d_model)
     w = attn.c_attn.weight[rows].view(cfg.n_heads, cfg.d_head, cfg.d_model).transpose(1, 2)
@@ -28,13 +28,13 @@ def qkv_weight(model: Transformer, layer: int, which: str) -> tuple[torch.Tensor
 def w_o(model: Transformer, layer: int) -> torch.Tensor:
     """[head, d_head, d_model]: head h writes z_h @ w_o[h] into the residual stream."""
     cfg = model.cfg
-    w = model.blocks[layer].attn.c_proj.weight  # [d_model, n_heads * d_head]
+    w = model.block(layer).attn.c_proj.weight  # [d_model, n_heads * d_head]
     return w.view(cfg.d_model, cfg.n_heads, cfg.d_head).permute(1, 2, 0)
 
 
 def mlp_out(model: Transformer, layer: int) -> torch.Tensor:
     """[d_ff, d_model]: neuron i writes post_i * mlp_out[i] into the residual stream."""
-    return model.blocks[layer].mlp.c_proj.weight.T
+    return model.block(layer).mlp.c_proj.weight.T
 
 
 def head_output(model: Transformer, layer: int, z: torch.Tensor, head: int) -> torch.Tensor:

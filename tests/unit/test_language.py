@@ -12,9 +12,12 @@ from hypodsl.compiler import compile_spec
 from hypodsl.errors import HypSyntaxError, HypValidationError, MultipleErrors, format_error
 from hypodsl.parser import parse
 from hypodsl.plan import Plan
+from runner.kv.roles import ROLE_NAMES
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-SIGNATURE = {
+SIGNATURE = {  # the shape of the `small` run's signature.json
+    "model": {"n_layers": 2, "n_heads": 4, "d_model": 128, "d_head": 32, "d_ff": 512},
+    "roles": list(ROLE_NAMES),
     "splits": {"test_iid": 2048, "heldout": 2048, "structural_ood": 2048},
     "checkpoints": [0, 100, 500, 1000, 4500],
 }

@@ -18,7 +18,6 @@ from runner.measure.paths import PathError, PathPatcher, check_path, path_names
 from runner.measure.probe import clean_run
 from runner.measure.weights import head_output
 from runner.model import ModelConfig, Transformer
-
 from tests.unit.measure_helpers import probe_of
 
 CONFIG = ModelConfig(d_model=32, n_layers=3, n_heads=2, d_ff=64)
@@ -122,7 +121,8 @@ def test_batched_sweep_equals_one_forward_per_ablation(model64, probe):
         for site in sites:
             edit = iv.replace_edit(site, sources[site.label], probe)
             one = iv.run_edited(model64, probe, [edit]).behaviour(probe)
-            torch.testing.assert_close(batched[site.label]["margin"], one["margin"], atol=1e-9, rtol=0)
+            margin = batched[site.label]["margin"]
+            torch.testing.assert_close(margin, one["margin"], atol=1e-9, rtol=0)
 
 
 def test_attribution_patching_is_the_directional_derivative(model64, probe):
@@ -138,7 +138,8 @@ def test_attribution_patching_is_the_directional_derivative(model64, probe):
             ).expand_as(z)
             nudged = z + eps * (target - z)
             moved = iv.run_edited(model64, probe, [iv.replace_edit(site, nudged, probe)])
-            slope = (moved.behaviour(probe)["margin"] - clean.behaviour(probe)["margin"]).sum() / eps
+            change = moved.behaviour(probe)["margin"] - clean.behaviour(probe)["margin"]
+            slope = change.sum() / eps
             estimate = scores.heads[kind][1, :, 0].sum()
             assert abs(slope.item() - estimate.item()) <= 1e-4 * max(1.0, abs(estimate.item()))
 

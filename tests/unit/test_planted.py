@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from hypodsl import plan as p
-from runner.measure import attention, interventions as iv, sweep
+from runner.measure import attention, sweep
+from runner.measure import interventions as iv
 from runner.measure.attribution import direct_logit_attribution, linearised_margin
 from runner.measure.attribution_patching import attribution_patching
 from runner.measure.paths import PathPatcher, path_names
 from runner.measure.probe import ProbeBatch, clean_run
 from runner.planted import planted_model
-
 from tests.unit.measure_helpers import probe_of
 
 HEADS = [(0, 0), (0, 1), (1, 0), (1, 1)]

@@ -1,0 +1,144 @@
+"""Evaluate a compiled quantity (`plan.QuantityExpr`) to per-read values on one checkpoint.
+
+The engine builds one `QuantityContext` per (checkpoint, probe): the clean forward pass and its
+cache are computed once and serve every quantity; other checkpoints (for `patch(..., from=STEP)`
+and `update_alignment`) and other probes (for `patch(..., from=PROBE)`) are fetched through the
+callables the engine passes in. Anything that cannot be measured as written raises
+`MeasureError` with the reason, and the engine reports the prediction Unsupported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hypodsl import plan as p
+from runner.measure import attention
+from runner.measure import gradients as gr
+from runner.measure import interventions as iv
+from runner.measure import per_example as pe
+from runner.measure.paths import PathError, PathPatcher, path_names
+from runner.measure.probe import CleanRun, ProbeBatch, clean_run
+from runner.model import Transformer
+
+BEHAVIOUR = ("accuracy", "loss", "margin")
+IMPLEMENTED = (
+    *BEHAVIOUR, "attention", "qk_gap", "ov_copy", "contribution", "alignment",
+    "update_alignment", "gram",
+)  # fmt: skip
+
+
+class MeasureError(Exception):
+    """A quantity that cannot be measured as written; the message says why."""
+
+
+def key(q: p.QuantityExpr) -> str:
+    """A quantity's identity: two equal expressions are measured once."""
+    return q.model_dump_json()
+
+
+@dataclass
+class QuantityContext:
+    model: Transformer
+    probe: ProbeBatch
+    step: int
+    seed: int
+    load_model: Callable[[int], Transformer]  # raises MeasureError when it cannot
+    resolve_step: Callable[[p.StepRef], int]
+    next_step: Callable[[int], int | None]
+    other_probe: Callable[[str], ProbeBatch]
+    _run: CleanRun | None = field(default=None, init=False)
+
+    @property
+    def run(self) -> CleanRun:
+        if self._run is None:
+            names = path_names(self.model)
+            names += [f"blocks.{i}.attn.hook_attn_scores" for i in range(self.model.cfg.n_layers)]
+            with torch.no_grad():
+                self._run = clean_run(self.model, self.probe, names)
+        return self._run
+
+
+def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
+    """[read] float64 values of the quantity."""
+    if q.interventions and q.name not in BEHAVIOUR:
+        raise MeasureError(f"interventions on `{q.name}` are not implemented yet")
+    try:
+        values = _measure(ctx, q)
+    except (PathError, ValueError) as e:
+        raise MeasureError(str(e)) from None
+    return values.detach().to(torch.float64).numpy()
+
+
+def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
+    model, probe = ctx.model, ctx.probe
+    if q.name in BEHAVIOUR:
+        run = _intervened(ctx, q.interventions) if q.interventions else ctx.run
+        return run.behaviour(probe)[q.name]
+    if q.name in ("attention", "qk_gap", "ov_copy"):
+        head = q.component
+        assert isinstance(head, p.HeadNode)
+        if q.name == "ov_copy":
+            return attention.ov_copy(model, probe, head.layer, head.head)
+        roles = q.roles
+        if q.name == "attention":
+            return attention.attention_mass(
+                ctx.run, probe, head.layer, head.head, roles["from"], roles["to"]
+            )
+        return attention.qk_gap(
+            ctx.run, probe, head.layer, head.head, roles["from"], roles["to"], roles.get("contrast")
+        )
+    paths = [x.nodes for x in q.paths]
+    if q.name == "contribution":
+        with torch.no_grad():
+            return PathPatcher(model, probe, ctx.run, ctx.seed).circuit_contribution(paths)
+    if q.name == "alignment":
+        return gr.alignment(model, probe, paths).per_read
+    if q.name == "update_alignment":
+        following = ctx.next_step(ctx.step)
+        if following is None:
+            raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")
+        return gr.update_alignment(model, ctx.load_model(following), probe, paths).predicted
+    if q.name == "gram":
+        assert q.group is not None
+        if q.group == "split":
+            raise MeasureError("gram(by=split) needs several probes; not implemented yet")
+        summary = pe.gram_summary(model, probe, pe.group_labels(probe, q.group))
+        return summary["within"] - summary["between"]
+    raise MeasureError(f"quantity `{q.name}` is not implemented yet")
+
+
+def _source(ctx: QuantityContext, site: iv.Site, intervention: p.Intervention) -> torch.Tensor:
+    probe = ctx.probe
+    if isinstance(intervention, p.Ablation):
+        if intervention.method == "zero":
+            return torch.zeros(1)
+        clean = clean_run(ctx.model, probe, [site.hook])[site.hook]
+        if intervention.method == "mean":
+            return iv.mean_source(clean, probe.token_mask(), probe.n_pos)
+        return iv.resample_source(clean, ctx.seed)
+    if intervention.from_probe is not None:
+        other = ctx.other_probe(intervention.from_probe)
+        source = clean_run(ctx.model, other, [site.hook])[site.hook]
+        return iv.patch_source(source, probe.n_seq, probe.n_pos, f"probe `{other}`")
+    assert intervention.from_step is not None
+    other_model = ctx.load_model(ctx.resolve_step(intervention.from_step))
+    return clean_run(other_model, probe, [site.hook])[site.hook]
+
+
+def _intervened(ctx: QuantityContext, interventions: tuple[p.Intervention, ...]) -> CleanRun:
+    edits = []
+    with torch.no_grad():
+        for intervention in interventions:
+            target = intervention.target
+            if isinstance(target, p.HeadQKNode):
+                if not (isinstance(intervention, p.Ablation) and intervention.method == "zero"):
+                    raise MeasureError("a QK-restricted head can only be zero-ablated")
+                edits.append(iv.qk_zero_edit(ctx.probe, target))
+                continue
+            site = iv.site_of(target)
+            edits.append(iv.replace_edit(site, _source(ctx, site, intervention), ctx.probe))
+        return iv.run_edited(ctx.model, ctx.probe, edits)
