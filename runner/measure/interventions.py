@@ -149,7 +149,7 @@ def replace_edit(site: Site, source: torch.Tensor, probe: ProbeBatch) -> Edit:
     where = role_position_mask(probe, site.role) if site.role else None
 
     def fn(x: torch.Tensor, name: str) -> torch.Tensor:
-        src = source.expand_as(x) if source.shape[0] == 1 else source
+        src = (source.expand_as(x) if source.shape[0] == 1 else source).to(x.dtype)
         out = x.clone()
         if site.head is not None:
             out[:, :, site.head] = src[:, :, site.head]

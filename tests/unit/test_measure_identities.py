@@ -233,3 +233,19 @@ def test_paths_must_go_forward():
 def test_birth_is_the_first_step_from_which_the_condition_keeps_holding(holds, expected):
     assert birth([10, 20, 30, 40], holds) == expected
     assert birth([40, 30, 20, 10], holds[::-1]) == expected
+
+
+def test_a_residual_site_ablates_only_its_role_positions(model64, probe):
+    site = iv.residual_site(0, "answer")
+    where = iv.role_position_mask(probe, "answer")
+    assert where.sum().item() == len(probe)  # one answer position per read
+    with torch.no_grad():
+        ablated = iv.run_edited(model64, probe, [iv.replace_edit(site, torch.zeros(1), probe)])
+
+        def zero_at_answers(x, name):
+            return x.masked_fill(where[..., None], 0.0)
+
+        by_hand = iv.run_edited(
+            model64, probe, [("hook_embed", zero_at_answers), ("hook_pos_embed", zero_at_answers)]
+        )
+    torch.testing.assert_close(ablated.logits, by_hand.logits, rtol=0, atol=1e-12)
