@@ -61,6 +61,13 @@ class QuantityContext:
                 self._run = clean_run(self.model, self.probe, names)
         return self._run
 
+    def clean_activation(self, name: str) -> torch.Tensor:
+        """An activation of the clean pass: from the shared cache when it holds it."""
+        if name in self.run.cache:
+            return self.run[name]
+        with torch.no_grad():
+            return clean_run(self.model, self.probe, [name]).cache[name]
+
 
 def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
     """[read] float64 values of the quantity."""
@@ -116,7 +123,7 @@ def _source(ctx: QuantityContext, site: iv.Site, intervention: p.Intervention) -
     if isinstance(intervention, p.Ablation):
         if intervention.method == "zero":
             return torch.zeros(1)
-        clean = clean_run(ctx.model, probe, [site.hook])[site.hook]
+        clean = ctx.clean_activation(site.hook)
         if intervention.method == "mean":
             return iv.mean_source(clean, probe.token_mask(), probe.n_pos)
         return iv.resample_source(clean, ctx.seed)
