@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from hypodsl import plan as p
+from hypodsl.plan_view import node_text
 from runner.hooks import hooks
 from runner.measure.probe import CleanRun, ProbeBatch
 from runner.model import Transformer
@@ -70,15 +71,15 @@ def site_of(node: p.PathNode) -> Site:
     """The site an intervention on a path node acts on."""
     if isinstance(node, p.HeadNode):
         hook = f"blocks.{node.layer}.attn.hook_z"
-        return Site(hook, head=node.head, label=f"L{node.layer}.H{node.head}")
+        return Site(hook, head=node.head, label=node_text(node))
     if isinstance(node, p.HeadInputNode):
         hook = f"blocks.{node.layer}.attn.hook_{node.input}"
-        return Site(hook, head=node.head, label=f"L{node.layer}.H{node.head}.{node.input}")
+        return Site(hook, head=node.head, label=node_text(node))
     if isinstance(node, p.MlpNode):
-        return Site(f"blocks.{node.layer}.mlp.hook_post", label=f"L{node.layer}.mlp")
+        return Site(f"blocks.{node.layer}.mlp.hook_post", label=node_text(node))
     if isinstance(node, p.NeuronsNode):
-        label = f"L{node.layer}.mlp[{', '.join(map(str, node.indices))}]"
-        return Site(f"blocks.{node.layer}.mlp.hook_post", neurons=node.indices, label=label)
+        hook = f"blocks.{node.layer}.mlp.hook_post"
+        return Site(hook, neurons=node.indices, label=node_text(node))
     if isinstance(node, p.EmbedNode):
         return Site("hook_embed", label="embed")
     if isinstance(node, p.PosNode):

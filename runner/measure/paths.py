@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from hypodsl import plan as p
+from hypodsl.plan_view import node_text
 from runner import behaviour
 from runner.measure import interventions as iv
 from runner.measure.attribution import readout
@@ -70,32 +71,24 @@ def _read_time(node: p.PathNode) -> int:
     return 2 * node.layer + 1  # type: ignore[union-attr]
 
 
-def node_label(node: p.PathNode) -> str:
-    if isinstance(node, p.HeadQKNode):
-        return f"L{node.layer}.H{node.head}[{node.from_role} <- {node.to_role}]"
-    if isinstance(node, (p.EmbedNode, p.PosNode, p.UnembedNode)):
-        return node.kind
-    return iv.site_of(node).label
-
-
 def check_path(nodes: Sequence[p.PathNode]) -> None:
     """Raise PathError unless every node reads what the node before it writes."""
     if len(nodes) < 2:
         raise PathError("a path needs a sender and at least one receiver")
     if isinstance(nodes[0], (p.UnembedNode, p.HeadInputNode)):
-        raise PathError(f"`{node_label(nodes[0])}` cannot send along a path")
+        raise PathError(f"`{node_text(nodes[0])}` cannot send along a path")
     for i, (sender, receiver) in enumerate(itertools.pairwise(nodes)):
         if isinstance(receiver, (p.EmbedNode, p.PosNode)):
             raise PathError(f"`{receiver.kind}` cannot receive along a path")
         if isinstance(sender, p.UnembedNode) or (
             isinstance(sender, p.HeadInputNode) and i > 0
         ):
-            raise PathError(f"`{node_label(sender)}` must end the path")
+            raise PathError(f"`{node_text(sender)}` must end the path")
         if isinstance(receiver, p.UnembedNode):
             continue
         if _write_time(sender) > _read_time(receiver):
             raise PathError(
-                f"`{node_label(sender)}` writes after `{node_label(receiver)}` reads: "
+                f"`{node_text(sender)}` writes after `{node_text(receiver)}` reads: "
                 "paths go forward through the layers"
             )
 

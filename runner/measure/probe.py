@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from runner import behaviour
@@ -70,10 +69,6 @@ class ProbeBatch:
         """[seq, pos] bool: True at real (non-padding) tokens."""
         return torch.arange(self.n_pos)[None, :] < self.lengths[:, None]
 
-    def read_counts(self) -> np.ndarray:
-        """[seq] number of reads in each sequence."""
-        return np.bincount(self.reads.sequence, minlength=self.n_seq)
-
 
 @dataclass(frozen=True)
 class CleanRun:
@@ -95,10 +90,6 @@ def clean_run(
     """One forward pass over the probe, caching the activations at `names`."""
     logits, cache = run_with_cache(model, probe.tokens, names, detach=detach)
     return CleanRun(probe.at_answers(logits), cache)
-
-
-def attention_names(layer: int) -> list[str]:
-    return [f"blocks.{layer}.attn.hook_{x}" for x in ("pattern", "attn_scores", "v", "z")]
 
 
 def attribution_names(model: Transformer) -> list[str]:
