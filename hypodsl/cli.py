@@ -132,35 +132,44 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _run_dir(args: argparse.Namespace, plan: Plan) -> Path:
+def _run_dirs(args: argparse.Namespace, plan: Plan) -> list[Path]:
+    """--run, else the spec's `run`, else every run its `runs` glob matches."""
     if args.run:
-        return Path(args.run)
-    if plan.run is None:
-        raise UsageError(f"{args.spec}: the spec declares no `run`; pass --run RUN_DIR")
-    return Path(plan.run.path)
+        return [Path(args.run)]
+    if plan.run is not None:
+        return [Path(plan.run.path)]
+    if plan.runs is not None:
+        from runner.engine import matrix_runs
+
+        return matrix_runs(plan, Path.cwd())
+    raise UsageError(f"{args.spec}: the spec declares no `run` or `runs`; pass --run RUN_DIR")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.atomic import atomic_write_text
-    from runner.engine import run_plan
-    from runner.render import reasons_table, summary_table
+    from runner.cache import default_dir
+    from runner.engine import resolve_device, run_study
+    from runner.render import RichProgress, reasons_table, summary_table
     from runner.report import render_markdown
     from runner.rundir import RunError, read_signature
 
     _set_threads(args.threads)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: expected a positive number of processes")
     spec = Path(args.spec)
     plan = load_plan(spec, None)
-    if plan.runs is not None and not args.run:
-        raise UsageError(
-            f"{spec}: seed matrices (`runs`) are not evaluated yet; pass --run RUN_DIR"
-        )
-    run_dir = _run_dir(args, plan)
     try:
-        plan = load_plan(spec, read_signature(run_dir))
+        run_dirs = _run_dirs(args, plan)
+        plan = load_plan(spec, read_signature(run_dirs[0]))
+        device = resolve_device(args.device)
     except RunError as e:
         raise UsageError(str(e)) from None
-    with console.status(f"evaluating {len(plan.claims)} claims on {run_dir}") as status:
-        result = run_plan(plan, run_dir, seed=args.seed, progress=lambda m: status.update(m))
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_dir()
+    with RichProgress(console) as progress:
+        result = run_study(
+            plan, run_dirs, seed=args.seed, progress=progress, cache_dir=cache_dir,
+            jobs=args.jobs, device=device, threads=args.threads,
+        )  # fmt: skip
     console.print(summary_table(result))
     if args.verbose:
         console.print(reasons_table(result))
@@ -173,6 +182,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unmet:
         err_console.print(f"verdicts differ from `expect`: {', '.join(unmet)}")
         return 1
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    from runner.cache import MeasurementCache, default_dir
+
+    root = Path(args.cache_dir) if args.cache_dir else default_dir()
+    removed = MeasurementCache(root).clear()
+    console.print(f"removed {removed} cached measurements from {root}")
+    return 0
+
+
+def cmd_cache_info(args: argparse.Namespace) -> int:
+    from runner.cache import MeasurementCache, default_dir
+
+    root = Path(args.cache_dir) if args.cache_dir else default_dir()
+    entries = MeasurementCache(root).entries()
+    size = sum(e.stat().st_size for e in entries)
+    console.print(f"{root}: {len(entries)} cached measurements, {size / 1e6:.1f} MB")
     return 0
 
 
@@ -236,7 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     run.add_argument("--threads", type=int, help="torch CPU threads")
     run.add_argument("-v", "--verbose", action="store_true", help="show each claim's reason")
+    run.add_argument("--jobs", type=int, default=1, help="checkpoints measured in parallel processes")
+    run.add_argument(
+        "--device", default="cpu", help="auto, cpu or cuda (default cpu; auto: a GPU if present)"
+    )
+    run.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
+    run.add_argument("--cache-dir", help="measurement cache (default $HYPODSL_CACHE or .hypo-cache)")
     run.set_defaults(func=cmd_run)
+
+    cache = sub.add_parser("cache", help="the measurement cache").add_subparsers(
+        dest="cache_cmd", required=True
+    )
+    clear = cache.add_parser("clear", help="remove every cached measurement")
+    clear.add_argument("--cache-dir", help="default $HYPODSL_CACHE or .hypo-cache")
+    clear.set_defaults(func=cmd_cache_clear)
+    info_cache = cache.add_parser("info", help="count the cached measurements")
+    info_cache.add_argument("--cache-dir", help="default $HYPODSL_CACHE or .hypo-cache")
+    info_cache.set_defaults(func=cmd_cache_info)
 
     data = sub.add_parser("data", help="benchmark data").add_subparsers(
         dest="data_cmd", required=True

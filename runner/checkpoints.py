@@ -94,3 +94,18 @@ def load_model(run_dir: Path, step: int, config: ModelConfig) -> Transformer:
 
 def file_sha256(run_dir: Path, step: int) -> str:
     return str(read_sidecar(run_dir, step)["sha256"])
+
+
+def verified_sha256(run_dir: Path, step: int) -> str:
+    """The SHA-256 of the weights file as it is now, checked against its sidecar."""
+    expected = file_sha256(run_dir, step)
+    path = weights_path(run_dir, step)
+    if not path.exists():
+        raise CheckpointError(f"{path}: weights file missing")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        raise CheckpointError(f"{path}: corrupt checkpoint (SHA-256 does not match its sidecar)")
+    return expected

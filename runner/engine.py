@@ -1,19 +1,26 @@
-"""The engine: evaluate a compiled `Plan` against a run's checkpoints.
+"""The engine: evaluate a compiled `Plan` against a run (or a seed matrix of runs).
 
-Every prediction needs per-read values of some quantities at one (checkpoint, probe). The engine
-collects those requests (deduplicated), loads each checkpoint once, and measures them through
-`runner.measure.quantities`, where one clean forward pass per (checkpoint, probe) serves every
-quantity that needs it; then it hands per-read values to the paired bootstrap and the verdict
-rules. Reads where a quantity is undefined (NaN: an empty role set) are left out of that
-prediction. A checkpoint that is missing or corrupt makes the predictions
-that need it Unsupported, with the reason, and never stops the others.
+1. Requests: every (checkpoint, probe, quantity) some prediction needs, deduplicated.
+2. Checkpoints: each weights file is hashed once; a missing or corrupt one is recorded as a
+   failure, which makes only the predictions that read it Unsupported.
+3. Measurement: one `StepTask` per checkpoint (runner.step_worker), in this process or in
+   `jobs` worker processes; the disk cache (runner.cache) answers what was measured before.
+4. Judging: plug-in statistics and tests per prediction (runner.judge), then one multiplicity
+   correction across the study, then verdicts (runner.verdicts).
+
+Results hold no wall-clock times or absolute paths: the same spec, checkpoints and seed give
+byte-identical results JSON, cached or not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+import glob
+import hashlib
+import multiprocessing
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -22,169 +29,253 @@ import torch
 from hypodsl import __version__
 from hypodsl import plan as p
 from runner import checkpoints, results, stats, verdicts
-from runner.configs import TrainConfig
+from runner.cache import MeasurementCache, entry_key
+from runner.judge import Judge, Judged, Measured
 from runner.kv import dataset
-from runner.kv.dataset import Split
 from runner.measure import quantities
-from runner.measure.probe import ProbeBatch
-from runner.model import Transformer
+from runner.progress import Progress, Silent
 from runner.rundir import RunError, data_dir, read_config
+from runner.step_worker import StepOutcome, StepTask, load_probes, measure_step, resolve_step
 
-Progress = Callable[[str], None]
+__all__ = ["Engine", "load_probes", "resolve_device", "run_plan", "run_study"]
 
-
-@dataclass(frozen=True)
-class Measurement:
-    """Per-read quantity values on one probe at one checkpoint, and each read's sequence.
-
-    Values and errors are keyed by `quantities.key`: a quantity that could not be measured has
-    an error (the reason) instead of values.
-    """
-
-    values: dict[str, np.ndarray]
-    errors: dict[str, str]
-    sequence: np.ndarray
+NOT_YET = "is not implemented by this runner yet"
 
 
-def load_probe(split: Split, probe: p.Probe) -> Split:
-    """The probe's sequences of an already loaded split."""
-    if probe.n > len(split):
-        raise RunError(f"probe `{probe.name}`: split {probe.split} has {len(split)} sequences")
-    if probe.seed is None:
-        return split.select(np.arange(probe.n))
-    rng = np.random.default_rng(probe.seed)
-    return split.select(np.sort(rng.choice(len(split), size=probe.n, replace=False)))
+def resolve_device(device: str) -> str:
+    """`auto`: CUDA when there is a GPU, else CPU. Asking for CUDA without one is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda: no CUDA device is available (use --device auto or cpu)")
+    if device not in ("cpu", "cuda"):
+        raise RunError(f"--device {device}: expected auto, cpu or cuda")
+    return device
 
 
-def load_probes(run_dir: Path, probes: list[p.Probe]) -> dict[str, Split]:
-    """Each probe's sequences, reading every split file once."""
-    splits = {
-        name: dataset.load_split(data_dir(run_dir), name) for name in {x.split for x in probes}
-    }
-    return {x.name: load_probe(splits[x.split], x) for x in probes}
+def unsupported_feature(pred: p.TimedPrediction | p.BirthOrder) -> str | None:
+    """What in a prediction this runner cannot evaluate, or None when it can."""
+    conditions: list[p.Expr] = []
+    if isinstance(pred, p.BirthOrder):
+        conditions = [pred.left.left, pred.left.right, pred.right.left, pred.right.right]
+    else:
+        conditions = [pred.left, pred.right]
+    from runner.judge import quantities_of
+
+    for expr in conditions:
+        for q in quantities_of(expr):
+            if q.name not in quantities.IMPLEMENTED:
+                return f"quantity `{q.name}` {NOT_YET}"
+            if q.interventions and q.name not in quantities.BEHAVIOUR:
+                return f"interventions on `{q.name}` {NOT_YET}"
+    return None
 
 
-def resolve_step(step: p.StepRef, config: TrainConfig) -> int:
-    if step.kind == "final":
-        return config.steps
-    if step.kind == "first":
-        return 0
-    assert step.number is not None
-    return step.number
+def probe_hash(split: dataset.Split, probe: p.Probe) -> str:
+    """The identity of a probe's content: its tokens (the reads follow from them)."""
+    h = hashlib.sha256(probe.model_dump_json(exclude={"name"}).encode())
+    h.update(np.ascontiguousarray(split.tokens).tobytes())
+    h.update(np.ascontiguousarray(split.lengths).tobytes())
+    return h.hexdigest()
+
+
+def dependencies(q: p.QuantityExpr, step: int, steps: list[int], final: int) -> list[int]:
+    """Other checkpoints a quantity reads: `patch(..., from=STEP)`, `update_alignment`."""
+    out = [
+        resolve_step(i.from_step, final)
+        for i in q.interventions
+        if isinstance(i, p.Patch) and i.from_step is not None
+    ]
+    if q.name == "update_alignment":
+        later = [s for s in steps if s > step]
+        out += later[:1]
+    return out
 
 
 class Engine:
+    """One run: measure what the plan needs, judge every prediction."""
+
     def __init__(
-        self, plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None
+        self,
+        plan: p.Plan,
+        run_dir: Path,
+        seed: int = 0,
+        progress: Progress | None = None,
+        cache_dir: Path | None = None,
+        jobs: int = 1,
+        device: str = "cpu",
+        threads: int | None = None,
     ):
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
         self.config = read_config(run_dir)
-        self.progress = progress or (lambda _: None)
-        self._models: dict[int, Transformer] = {}
-        needed = self._probe_names()
-        self.probes = load_probes(run_dir, [x for x in plan.probes if x.name in needed])
+        self.progress = progress or Silent()
+        self.cache = MeasurementCache(cache_dir)
+        self.jobs, self.device, self.threads = max(1, jobs), device, threads
+        self.steps = checkpoints.list_steps(run_dir)
+        self.measured_steps: dict[int, str] = {}  # step -> SHA-256 of the weights it read
+        self.computed = 0  # quantities measured rather than read from the cache
+        self.judge = Judge(plan, self._empty_measured(), self.resolve, seed)
+
+    def resolve(self, ref: p.StepRef) -> int:
+        return resolve_step(ref, self.config.steps)
+
+    def _empty_measured(self) -> Measured:
+        return Measured({}, {}, {}, {}, {}, list(self.steps))
+
+    def evaluable(self) -> list[tuple[p.ClaimPlan, p.TimedPrediction | p.BirthOrder]]:
+        return [
+            (claim, pred)
+            for claim in self.plan.claims
+            if not claim.pending
+            for pred in claim.predictions
+            if unsupported_feature(pred) is None
+        ]
 
     def requests(self) -> dict[int, dict[str, dict[str, p.QuantityExpr]]]:
-        """step -> probe -> the quantities measured there, for every prediction evaluated."""
+        """step -> probe -> quantity key -> quantity, for every prediction evaluated."""
         out: dict[int, dict[str, dict[str, p.QuantityExpr]]] = {}
-        for claim in self.plan.claims:
-            for pred in claim.predictions:
-                if claim.pending or unsupported_feature(pred) is not None:
-                    continue
-                assert isinstance(pred, p.TimedPrediction) and isinstance(pred.when, p.At)
-                step = resolve_step(pred.when.step, self.config)
-                wanted = out.setdefault(step, {}).setdefault(pred.probe, {})
-                for q in _quantities(pred.left) + _quantities(pred.right):
-                    wanted[quantities.key(q)] = q
+        for _, pred in self.evaluable():
+            for step, probe, q in self.judge.reads(pred):
+                out.setdefault(step, {}).setdefault(probe, {})[quantities.key(q)] = q
         return out
 
-    def _probe_names(self) -> set[str]:
-        names = set()
-        for per_probe in self.requests().values():
+    def _identities(self, wanted: set[int]) -> tuple[dict[int, str], dict[int, str]]:
+        """SHA-256 of each wanted checkpoint's weights as read, and why the others fail."""
+        hashes, failures = {}, {}
+        self.progress.phase("hash checkpoints", len(wanted))
+        for step in sorted(wanted):
+            try:
+                hashes[step] = checkpoints.verified_sha256(self.run_dir, step)
+            except checkpoints.CheckpointError as e:
+                failures[step] = str(e)
+            self.progress.advance()
+        return hashes, failures
+
+    def _tasks(
+        self,
+        requests: dict[int, dict[str, dict[str, p.QuantityExpr]]],
+        hashes: dict[int, str],
+        probe_hashes: dict[str, str],
+    ) -> list[StepTask]:
+        tasks = []
+        for step, per_probe in sorted(requests.items()):
+            if step not in hashes:
+                continue
+            keys = {}
             for probe, wanted in per_probe.items():
-                names.add(probe)
+                for k, q in wanted.items():
+                    deps = dependencies(q, step, self.steps, self.config.steps)
+                    keys[(probe, k)] = entry_key(
+                        checkpoint=hashes[step],
+                        dependencies=[hashes.get(d, f"unreadable step {d}") for d in deps],
+                        probe=probe_hashes[probe],
+                        patch_probes={
+                            i.from_probe: probe_hashes[i.from_probe]
+                            for i in q.interventions
+                            if isinstance(i, p.Patch) and i.from_probe
+                        },
+                        quantity=k,
+                        seed=self.seed,
+                        device=self.device,
+                    )
+            tasks.append(
+                StepTask(
+                    run_dir=self.run_dir,
+                    step=step,
+                    requests=per_probe,
+                    cache_keys=keys,
+                    probes=self.plan.probes,
+                    steps=tuple(self.steps),
+                    cache_root=self.cache.root,
+                    seed=self.seed,
+                    device=self.device,
+                    threads=self.threads,
+                )
+            )
+        return tasks
+
+    def _run_tasks(self, tasks: list[StepTask]) -> list[StepOutcome]:
+        self.progress.phase("measure checkpoints", len(tasks))
+        if self.jobs == 1 or len(tasks) < 2:
+            outcomes = []
+            for task in tasks:
+                outcomes.append(measure_step(task))
+                self.progress.advance()
+            return outcomes
+        # Spawned (not forked) workers: forking a process that has run torch can deadlock.
+        per_worker = max(1, (self.threads or torch.get_num_threads()) // self.jobs)
+        tasks = [dataclasses.replace(t, threads=per_worker) for t in tasks]
+        context = multiprocessing.get_context("spawn")
+        done: list[StepOutcome] = []
+        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context) as pool:
+            for future in as_completed([pool.submit(measure_step, t) for t in tasks]):
+                done.append(future.result())
+                self.progress.advance()
+        return sorted(done, key=lambda o: o.step)
+
+    def measure(self) -> Measured:
+        requests = self.requests()
+        probe_names = {probe for per_probe in requests.values() for probe in per_probe}
+        for per_probe in requests.values():
+            for wanted in per_probe.values():
                 for q in wanted.values():
-                    names.update(
+                    probe_names.update(
                         i.from_probe for i in q.interventions
                         if isinstance(i, p.Patch) and i.from_probe
                     )  # fmt: skip
-        return names
-
-    def _load_model(self, step: int) -> Transformer:
-        if step not in self._models:
-            try:
-                self._models[step] = checkpoints.load_model(self.run_dir, step, self.config.model)
-            except checkpoints.CheckpointError as e:
-                raise quantities.MeasureError(f"checkpoint {step}: {e}") from None
-        return self._models[step]
-
-    def _next_step(self, step: int) -> int | None:
-        later = [s for s in checkpoints.list_steps(self.run_dir) if s > step]
-        return min(later) if later else None
-
-    def measure(self) -> tuple[dict[tuple[int, str], Measurement], dict[int, str], dict[int, str]]:
-        """Measurements per (step, probe); failures per step; weight hashes per step."""
-        measured: dict[tuple[int, str], Measurement] = {}
-        failures: dict[int, str] = {}
-        hashes: dict[int, str] = {}
-        batches = {name: ProbeBatch.from_split(split) for name, split in self.probes.items()}
-        for step, per_probe in sorted(self.requests().items()):
-            self.progress(f"step {step}")
-            self._models = {}
-            try:
-                model = checkpoints.load_model(self.run_dir, step, self.config.model)
-                hashes[step] = checkpoints.file_sha256(self.run_dir, step)
-            except checkpoints.CheckpointError as e:
-                failures[step] = str(e)
+        splits = load_probes(self.run_dir, self.plan.probes) if probe_names else {}
+        probe_hashes = {name: probe_hash(splits[name], self.plan.probe(name)) for name in probe_names}
+        wanted_steps = set(requests)
+        for step, per_probe in requests.items():
+            for wanted in per_probe.values():
+                for q in wanted.values():
+                    wanted_steps.update(dependencies(q, step, self.steps, self.config.steps))
+        hashes, failures = self._identities(wanted_steps & set(self.steps))
+        for step in wanted_steps - set(self.steps):
+            failures[step] = f"no checkpoint at step {step} in {self.run_dir.name}"
+        values: dict[tuple[int, str, str], np.ndarray] = {}
+        errors: dict[tuple[int, str, str], str] = {}
+        for outcome in self._run_tasks(self._tasks(requests, hashes, probe_hashes)):
+            self.computed += outcome.computed
+            if outcome.failure is not None:
+                failures[outcome.step] = outcome.failure
                 continue
-            self._models[step] = model
-            for name in sorted(per_probe):
-                ctx = quantities.QuantityContext(
-                    model=model,
-                    probe=batches[name],
-                    step=step,
-                    seed=self.seed,
-                    load_model=self._load_model,
-                    resolve_step=lambda ref: resolve_step(ref, self.config),
-                    next_step=self._next_step,
-                    other_probe=batches.__getitem__,
-                )
-                values, errors = {}, {}
-                for k, q in sorted(per_probe[name].items()):
-                    try:
-                        values[k] = quantities.measure(ctx, q)
-                    except quantities.MeasureError as e:
-                        errors[k] = str(e)
-                measured[(step, name)] = Measurement(values, errors, batches[name].reads.sequence)
-        return measured, failures, hashes
+            self.measured_steps[outcome.step] = hashes[outcome.step]
+            for (probe, k), v in outcome.values.items():
+                values[(outcome.step, probe, k)] = v
+            for (probe, k), reason in outcome.errors.items():
+                errors[(outcome.step, probe, k)] = reason
+        clusters = {name: splits[name].reads.sequence for name in probe_names}
+        resamplers = {
+            name: stats.Resampler(len(splits[name]), [self.seed, zlib.crc32(name.encode())])
+            for name in probe_names
+        }
+        return Measured(values, errors, failures, clusters, resamplers, list(self.steps))
 
-    def run(self) -> results.StudyResult:
-        torch.manual_seed(self.seed)
-        measured, failures, hashes = self.measure()
-        claims = tuple(self.judge_claim(c, measured, failures) for c in self.plan.claims)
-        manifest = dataset.load_manifest(data_dir(self.run_dir))
-        return results.StudyResult(
-            study=self.plan.study,
-            confidence=self.plan.confidence,
-            claims=claims,
-            provenance=results.Provenance(
-                spec=Path(self.plan.source).name,
-                plan_hash=self.plan.content_hash(),
-                run=self.config.name,
-                data_hash=manifest["data_hash"],
-                checkpoints=hashes,
-                seed=self.seed,
-                n_resamples=stats.N_RESAMPLES,
-                hypodsl_version=__version__,
-                torch_version=torch.__version__,
-            ),
+    def judge_all(self, measured: Measured) -> tuple[results.ClaimResult, ...]:
+        self.judge.m = measured
+        judged: dict[int, Judged] = {}
+        preds = [pred for claim in self.plan.claims if not claim.pending for pred in claim.predictions]
+        self.progress.phase("judge claims", len(preds))
+        for pred in preds:
+            missing = unsupported_feature(pred)
+            judged[id(pred)] = (
+                Judged(reason=f"not evaluable: {missing}") if missing else self.judge.judge(pred)
+            )
+            self.progress.advance()
+        tests = [j for j in judged.values() if j.test is not None]
+        p_adj = stats.adjust([j.test.p_value for j in tests], self.plan.correction)  # type: ignore[union-attr]
+        q_adj = stats.adjust([j.test.p_contrary for j in tests], self.plan.correction)  # type: ignore[union-attr]
+        adjusted = {id(j): (a, b) for j, a, b in zip(tests, p_adj, q_adj, strict=True)}
+        return tuple(
+            self._claim_result(claim, judged, adjusted) for claim in self.plan.claims
         )
 
-    def judge_claim(
+    def _claim_result(
         self,
         claim: p.ClaimPlan,
-        measured: dict[tuple[int, str], Measurement],
-        failures: dict[int, str],
+        judged: dict[int, Judged],
+        adjusted: dict[int, tuple[float, float]],
     ) -> results.ClaimResult:
         claim_result = functools.partial(
             results.ClaimResult,
@@ -195,120 +286,112 @@ class Engine:
         )
         if claim.pending:
             return claim_result(
-                verdict="unsupported",
-                reason="pending: a next test, not run",
-                pending=True,
+                verdict="unsupported", reason="pending: a next test, not run", pending=True,
                 predictions=(),
-            )
-        preds = tuple(self.judge_prediction(pr, measured, failures) for pr in claim.predictions)
-        verdict, reason = verdicts.combine(preds)
-        return claim_result(verdict=verdict, reason=reason, predictions=preds)
-
-    def judge_prediction(
-        self,
-        pred: p.TimedPrediction | p.BirthOrder,
-        measured: dict[tuple[int, str], Measurement],
-        failures: dict[int, str],
-    ) -> results.PredictionResult:
-        missing = unsupported_feature(pred)
-        if missing is not None:
+            )  # fmt: skip
+        preds = []
+        for pred in claim.predictions:
+            j = judged[id(pred)]
             probe = pred.probe if isinstance(pred, p.TimedPrediction) else pred.left.probe
-            return results.PredictionResult(
-                text=pred.text,
-                line=pred.source.line,
-                step=None,
-                probe=probe,
-                verdict="unsupported",
-                reason=f"not evaluable: {missing}",
+            base = {"text": pred.text, "line": pred.source.line, "probe": probe, **j.fields}
+            if j.test is None:
+                preds.append(results.PredictionResult(**base, verdict="unsupported", reason=j.reason))
+                continue
+            a, b = adjusted[id(j)]
+            verdict, reason = verdicts.decide(
+                j.test, a, b, self.plan.confidence, self.plan.correction
             )
-        assert isinstance(pred, p.TimedPrediction) and isinstance(pred.when, p.At)
-        step = resolve_step(pred.when.step, self.config)
-        result = functools.partial(
-            results.PredictionResult,
-            text=pred.text,
-            line=pred.source.line,
-            step=step,
-            probe=pred.probe,
+            preds.append(
+                results.PredictionResult(**base, verdict=verdict, reason=reason, p_adjusted=a)
+            )
+        verdict, reason = verdicts.combine(tuple(preds))
+        return claim_result(verdict=verdict, reason=reason, predictions=tuple(preds))
+
+    def run_claims(self) -> tuple[tuple[results.ClaimResult, ...], results.RunProvenance]:
+        torch.manual_seed(self.seed)
+        measured = self.measure()
+        claims = self.judge_all(measured)
+        manifest = dataset.load_manifest(data_dir(self.run_dir))
+        provenance = results.RunProvenance(
+            run=self.run_dir.name,
+            data_hash=manifest["data_hash"],
+            checkpoints=dict(sorted(self.measured_steps.items())),
         )
-        if step in failures:
-            reason = f"checkpoint {pred.when.step.label()} (step {step}): {failures[step]}"
-            return result(verdict="unsupported", reason=f"not evaluable: {reason}")
-        m = measured[(step, pred.probe)]
-        for q in _quantities(pred.left) + _quantities(pred.right):
-            if quantities.key(q) in m.errors:
-                reason = f"not evaluable: `{q.name}`: {m.errors[quantities.key(q)]}"
-                return result(verdict="unsupported", reason=reason)
-        left, right = evaluate(pred.left, m), evaluate(pred.right, m)
-        # Reads where a quantity is undefined (an empty role set, say) are left out.
-        keep = np.isfinite(left) & np.isfinite(right)
-        if not keep.any():
-            return result(verdict="unsupported", reason="not evaluable: no read has a value")
-        left, right, sequence = left[keep], right[keep], m.sequence[keep]
-        boot = stats.paired_cluster_bootstrap(
-            left, right, sequence, self.plan.confidence, seed=self.seed
+        return claims, provenance
+
+
+def run_study(
+    plan: p.Plan,
+    run_dirs: list[Path],
+    seed: int = 0,
+    progress: Progress | None = None,
+    cache_dir: Path | None = None,
+    jobs: int = 1,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> results.StudyResult:
+    """Judge a plan on one run, or on each run of a seed matrix and aggregate (k of n)."""
+    if not run_dirs:
+        raise RunError("no run directory to evaluate")
+    per_run = []
+    for run_dir in run_dirs:
+        engine = Engine(plan, run_dir, seed, progress, cache_dir, jobs, device, threads)
+        per_run.append((run_dir, *engine.run_claims()))
+    if len(run_dirs) == 1 and plan.runs is None:
+        claims = per_run[0][1]
+    else:
+        claims = tuple(_aggregate(plan, i, per_run) for i in range(len(plan.claims)))
+    return results.StudyResult(
+        study=plan.study,
+        confidence=plan.confidence,
+        correction=plan.correction,
+        claims=claims,
+        provenance=results.Provenance(
+            spec=Path(plan.source).name,
+            plan_hash=plan.content_hash(),
+            runs=tuple(prov for _, _, prov in per_run),
+            seed=seed,
+            n_resamples=stats.N_RESAMPLES,
+            correction=plan.correction,
+            hypodsl_version=__version__,
+            torch_version=torch.__version__,
+            device=device,
+        ),
+    )
+
+
+def _aggregate(plan: p.Plan, index: int, per_run: list) -> results.ClaimResult:
+    first = per_run[0][1][index]
+    if first.pending:
+        return first
+    runs = tuple(
+        results.RunVerdict(
+            run=run_dir.name,
+            verdict=claims[index].verdict,
+            reason=claims[index].reason,
+            predictions=claims[index].predictions,
         )
-        d = boot.difference
-        verdict, reason = verdicts.decide(pred.op, d.low, d.high, self.plan.confidence)
-        return result(
-            verdict=verdict,
-            reason=reason,
-            estimate=boot.left.value,
-            interval=results.Interval(low=boot.left.low, high=boot.left.high),
-            threshold=boot.right.value,
-            difference=d.value,
-            difference_interval=results.Interval(low=d.low, high=d.high),
-            n=boot.n_reads,
-            n_sequences=boot.n_sequences,
-        )
+        for run_dir, claims, _ in per_run
+    )
+    verdict, reason = verdicts.aggregate_runs(runs, plan.confidence)
+    return first.model_copy(
+        update={"verdict": verdict, "reason": reason, "predictions": (), "runs": runs}
+    )
 
 
-NOT_YET = "is not implemented by this runner yet"
-
-
-def unsupported_feature(pred: p.TimedPrediction | p.BirthOrder) -> str | None:
-    """What in a prediction this runner cannot evaluate yet, or None when it can."""
-    if isinstance(pred, p.BirthOrder):
-        return f"birth order {NOT_YET}"
-    if isinstance(pred.when, p.Over):
-        return f"`over` windows {NOT_YET}"
-    for q in _quantities(pred.left) + _quantities(pred.right):
-        if q.name not in quantities.IMPLEMENTED:
-            return f"quantity `{q.name}` {NOT_YET}"
-        if q.interventions and q.name not in quantities.BEHAVIOUR:
-            return f"interventions on `{q.name}` {NOT_YET}"
-        if q.probe not in (None, pred.probe):
-            return f"comparing across probes (`on {q.probe}`) {NOT_YET}"
-    return None
-
-
-def _quantities(expr: p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr) -> list:
-    if isinstance(expr, p.QuantityExpr):
-        return [expr]
-    if isinstance(expr, p.BinaryExpr):
-        return _quantities(expr.left) + _quantities(expr.right)
-    if isinstance(expr, p.UnaryExpr):
-        return _quantities(expr.operand)
-    return []
-
-
-def evaluate(
-    expr: p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr, m: Measurement
-) -> np.ndarray:
-    """Per-read values of an expression; constants are broadcast over the reads."""
-    if isinstance(expr, p.NumberExpr):
-        return np.full(len(m.sequence), expr.value)
-    if isinstance(expr, p.QuantityExpr):
-        return m.values[quantities.key(expr)]
-    if isinstance(expr, p.UnaryExpr):
-        operand = evaluate(expr.operand, m)
-        return -operand if expr.op == "neg" else np.abs(operand)
-    left, right = evaluate(expr.left, m), evaluate(expr.right, m)
-    ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return ops[expr.op](left, right)
+def matrix_runs(plan: p.Plan, base: Path) -> list[Path]:
+    """The run directories a `runs` glob matches (relative to `base`), sorted."""
+    assert plan.runs is not None
+    pattern = plan.runs.pattern
+    full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+    found = sorted(Path(x) for x in glob.glob(full) if (Path(x) / "config.json").exists())
+    if not found:
+        raise RunError(f"`runs {plan.runs.name}`: no run directory matches {pattern!r}")
+    return found
 
 
 def run_plan(
-    plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None
+    plan: p.Plan, run_dir: Path, seed: int = 0, progress: Progress | None = None, **options
 ) -> results.StudyResult:
-    return Engine(plan, run_dir, seed, progress).run()
+    """Judge a plan on one run (see `run_study` for the options)."""
+    return run_study(plan, [run_dir], seed, progress, **options)

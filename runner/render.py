@@ -1,7 +1,9 @@
-"""Rich renderables of results: pure functions, printed only by the CLI."""
+"""Rich renderables of results (pure functions, printed only by the CLI) and progress bars."""
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from runner.results import StudyResult
@@ -19,6 +21,10 @@ def summary_table(result: StudyResult) -> Table:
     for claim in result.claims:
         if claim.pending:
             table.add_row(claim.name, "[blue]Next test[/]", "—", "—", "—")
+            continue
+        if not claim.predictions:
+            verdict = f"[{STYLE[claim.verdict]}]{claim.verdict.capitalize()}[/]"
+            table.add_row(claim.name, verdict, f"{len(claim.runs)} runs", "—", "—")
             continue
         first = claim.predictions[0]
         estimate = "—"
@@ -41,3 +47,32 @@ def reasons_table(result: StudyResult) -> Table:
     for claim in result.claims:
         table.add_row(claim.name, claim.reason)
     return table
+
+
+class RichProgress:
+    """One progress bar per engine phase (runner.progress.Progress), drawn while it runs."""
+
+    def __init__(self, console: Console):
+        self.bars = Progress(
+            TextColumn("{task.description:<20}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task: int | None = None
+
+    def __enter__(self) -> RichProgress:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def phase(self, name: str, total: int) -> None:
+        self.task = self.bars.add_task(name, total=total)
+
+    def advance(self) -> None:
+        if self.task is not None:
+            self.bars.advance(self.task)

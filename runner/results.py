@@ -22,20 +22,59 @@ class Interval(Frozen):
     high: float
 
 
+class SeriesPoint(Frozen):
+    """One checkpoint of a prediction: both sides and their difference, with intervals."""
+
+    step: int
+    estimate: float | None  # the left side
+    interval: Interval | None
+    threshold: float | None  # the right side
+    difference: float | None
+    difference_interval: Interval | None
+
+
+class BirthEstimate(Frozen):
+    """A condition's birth step; None when it is not born by the last checkpoint."""
+
+    condition: str
+    step: int | None
+    interval_low: float | None  # None: the interval reaches "never"
+    interval_high: float | None
+
+
 class PredictionResult(Frozen):
     text: str
     line: int
-    step: int | None  # the resolved checkpoint step
     probe: str
     verdict: Verdict
     reason: str
-    estimate: float | None = None  # the left side's mean over reads
-    interval: Interval | None = None  # its interval
-    threshold: float | None = None  # the right side's mean (a constant, or a measured quantity)
-    difference: float | None = None  # left - right
-    difference_interval: Interval | None = None
-    n: int = 0  # reads
+    test: str | None = None  # comparison, equivalence, all, mean, trend, birth order
+    step: int | None = None  # the checkpoint of an `at` prediction
+    steps: tuple[int, ...] = ()  # every checkpoint the prediction reads
+    estimate: float | None = None  # the left side
+    interval: Interval | None = None
+    threshold: float | None = None  # the right side (a constant or a measured quantity)
+    statistic: str | None = None  # what the test is on: "the difference", "Spearman's rho", ...
+    statistic_value: float | None = None
+    statistic_interval: Interval | None = None
+    ratio: float | None = None  # left / right, when the right side's interval excludes 0
+    ratio_interval: Interval | None = None
+    p_value: float | None = None  # for the predicted direction, before correction
+    p_adjusted: float | None = None  # after the study's correction
+    effect_size: float | None = None
+    n: int = 0  # reads (at the prediction's checkpoint, or its first)
     n_sequences: int = 0
+    series: tuple[SeriesPoint, ...] = ()
+    births: tuple[BirthEstimate, ...] = ()
+
+
+class RunVerdict(Frozen):
+    """A claim's verdict on one run of a seed matrix."""
+
+    run: str
+    verdict: Verdict
+    reason: str
+    predictions: tuple[PredictionResult, ...]
 
 
 class ClaimResult(Frozen):
@@ -47,6 +86,7 @@ class ClaimResult(Frozen):
     expect: Verdict | None = None
     pending: bool = False  # stated but not yet testable: a next test, never run
     predictions: tuple[PredictionResult, ...]
+    runs: tuple[RunVerdict, ...] = ()  # a seed matrix: the verdict on each run
 
     @property
     def meets_expectation(self) -> bool | None:
@@ -55,21 +95,28 @@ class ClaimResult(Frozen):
         return self.expect == self.verdict
 
 
+class RunProvenance(Frozen):
+    run: str  # the run directory's name
+    data_hash: str
+    checkpoints: dict[int, str]  # step -> SHA-256 of the weights file read
+
+
 class Provenance(Frozen):
     spec: str
     plan_hash: str
-    run: str
-    data_hash: str
-    checkpoints: dict[int, str]  # step -> SHA-256 of its weights
+    runs: tuple[RunProvenance, ...]
     seed: int
     n_resamples: int
+    correction: str
     hypodsl_version: str
     torch_version: str
+    device: str
 
 
 class StudyResult(Frozen):
     study: str
     confidence: float
+    correction: str
     claims: tuple[ClaimResult, ...]
     provenance: Provenance
 

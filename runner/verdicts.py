@@ -1,33 +1,52 @@
-"""Verdict rules (DESIGN.md, Verdicts): where the interval of left - right lies.
+"""Verdict rules (DESIGN.md, Verdicts), applied to a test after the study's correction.
 
-- Supported: the interval lies wholly on the predicted side of 0;
-- Negative: it lies wholly on the other side (for strict `>`/`<`, touching 0 counts as the
-  other side: a difference that is exactly 0 everywhere contradicts `x > y`);
-- Unsupported: the interval straddles 0 (inconclusive), or the prediction could not be
-  evaluated (its reason says why).
+- Supported: the interval lies wholly on the predicted side, and the p-value for the predicted
+  direction, adjusted across the study (Holm by default), is at most α = 1 − confidence;
+- Negative: the same on the contrary side (for strict `>`/`<`, touching 0 counts as the contrary
+  side: a difference that is exactly 0 everywhere contradicts `x > y`);
+- Unsupported: anything else, with the reason: inconclusive, or not evaluable.
 
 A claim with several predictions is Supported when all are, Negative when any is, and
-Unsupported otherwise.
+Unsupported otherwise. On a seed matrix each run gets its own verdict; the aggregate is
+Supported (Negative) when so many runs are that chance would give as many with probability at
+most α (a binomial test, each run reaching a verdict by chance with probability α).
 """
 
 from __future__ import annotations
 
-from runner.results import PredictionResult, Verdict
+from runner import stats
+from runner.results import PredictionResult, RunVerdict, Verdict
+
+CORRECTION_NAME = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}
 
 
-def decide(op: str, low: float, high: float, confidence: float) -> tuple[Verdict, str]:
-    interval = f"the {confidence:.0%} interval of the difference is [{low:.4g}, {high:.4g}]"
-    if op in (">", ">="):
-        supported = low > 0 if op == ">" else low >= 0
-        negative = high <= 0 if op == ">" else high < 0
-    else:
-        supported = high < 0 if op == "<" else high <= 0
-        negative = low >= 0 if op == "<" else low > 0
-    if supported:
-        return "supported", f"{interval}: wholly on the predicted side"
-    if negative:
-        return "negative", f"{interval}: wholly on the other side"
-    return "unsupported", f"inconclusive: {interval}, which straddles 0"
+def decide(
+    test: stats.Test,
+    p_adjusted: float,
+    p_contrary_adjusted: float,
+    confidence: float,
+    correction: str,
+) -> tuple[Verdict, str]:
+    alpha = 1 - confidence
+    ci = test.interval
+    evidence = (
+        f"{test.statistic} is {test.estimate:.4g} [{ci.low:.4g}, {ci.high:.4g}], "
+        f"needed {test.bound}; p = {test.p_value:.3g}"
+    )
+    if correction != "none":
+        evidence += f" ({CORRECTION_NAME[correction]}-adjusted {p_adjusted:.3g})"
+    if test.supported_by_interval and p_adjusted <= alpha:
+        return "supported", f"{evidence}: wholly on the predicted side"
+    if test.contrary_by_interval and p_contrary_adjusted <= alpha:
+        return "negative", f"{evidence}: wholly on the other side"
+    if test.supported_by_interval:
+        return "unsupported", f"inconclusive: {evidence}, above α = {alpha:.3g} after correction"
+    if test.contrary_by_interval:
+        return "unsupported", (
+            f"inconclusive: {evidence}; the contrary p-value is above α = {alpha:.3g} "
+            "after correction"
+        )
+    return "unsupported", f"inconclusive: {evidence}; the interval straddles the bound"
 
 
 def combine(predictions: tuple[PredictionResult, ...]) -> tuple[Verdict, str]:
@@ -39,3 +58,24 @@ def combine(predictions: tuple[PredictionResult, ...]) -> tuple[Verdict, str]:
         failing = [p for p in predictions if p.verdict == "negative"]
         return "negative", "; ".join(f"`{p.text}`: {p.reason}" for p in failing)
     return "unsupported", "; ".join(f"`{p.text}`: {p.reason}" for p in failing)
+
+
+def aggregate_runs(runs: tuple[RunVerdict, ...], confidence: float) -> tuple[Verdict, str]:
+    """The verdict of a seed matrix from its runs' verdicts (k of n, binomial)."""
+    alpha = 1 - confidence
+    n = len(runs)
+    supported = sum(r.verdict == "supported" for r in runs)
+    negative = sum(r.verdict == "negative" for r in runs)
+    p_sup = stats.seed_matrix_p(supported, n, alpha) if supported else 1.0
+    p_neg = stats.seed_matrix_p(negative, n, alpha) if negative else 1.0
+    tally = (
+        f"{supported} of {n} runs Supported (binomial p = {p_sup:.3g}), "
+        f"{negative} Negative (p = {p_neg:.3g})"
+    )
+    if p_sup <= alpha and p_neg > alpha:
+        return "supported", tally
+    if p_neg <= alpha and p_sup > alpha:
+        return "negative", tally
+    if p_sup <= alpha:
+        return "unsupported", f"the runs disagree: {tally}"
+    return "unsupported", f"inconclusive: {tally}"

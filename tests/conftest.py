@@ -19,6 +19,22 @@ SMALL_DATA = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Keep the measurement cache of every test out of the working directory."""
+    import os
+
+    from runner.cache import ENV_VAR
+
+    previous = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("hypo-cache"))
+    yield
+    if previous is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = previous
+
+
 @pytest.fixture(scope="session")
 def small_arrays():
     from runner.kv.dataset import DataConfig, generate

@@ -40,6 +40,14 @@ class ProbeBatch:
             reads=split.reads,
         )
 
+    def to(self, device: torch.device | str) -> ProbeBatch:
+        """The same probe with its tensors on `device`."""
+        move = {
+            name: getattr(self, name).to(device)
+            for name in ("tokens", "lengths", "read_seq", "answer", "target")
+        }
+        return ProbeBatch(**move, reads=self.reads)
+
     @property
     def n_seq(self) -> int:
         return int(self.tokens.shape[0])

@@ -17,6 +17,7 @@ import torch
 
 from hypodsl import plan as p
 from runner.measure import attention
+from runner.measure.attribution import linearised_margin
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
 from runner.measure import per_example as pe
@@ -26,9 +27,11 @@ from runner.model import Transformer
 
 BEHAVIOUR = ("accuracy", "loss", "margin")
 IMPLEMENTED = (
-    *BEHAVIOUR, "attention", "qk_gap", "ov_copy", "contribution", "alignment",
+    *BEHAVIOUR, "attention", "qk_gap", "ov_copy", "contribution", "share", "alignment",
     "update_alignment", "gram",
 )  # fmt: skip
+# Not in the language: the denominator of `share` (d · l, see runner.measure.attribution).
+LINEARISED_MARGIN = "linearised_margin"
 
 
 class MeasureError(Exception):
@@ -77,13 +80,15 @@ def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
         values = _measure(ctx, q)
     except (PathError, ValueError) as e:
         raise MeasureError(str(e)) from None
-    return values.detach().to(torch.float64).numpy()
+    return values.detach().cpu().to(torch.float64).numpy()
 
 
 def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
     model, probe = ctx.model, ctx.probe
-    if q.name in BEHAVIOUR:
+    if q.name in BEHAVIOUR or q.name == LINEARISED_MARGIN:
         run = _intervened(ctx, q.interventions) if q.interventions else ctx.run
+        if q.name == LINEARISED_MARGIN:
+            return linearised_margin(run.logits, probe.target)
         return run.behaviour(probe)[q.name]
     if q.name in ("attention", "qk_gap", "ov_copy"):
         head = q.component

@@ -1,0 +1,380 @@
+"""From per-read measurements to tested predictions: plug-in statistics, windows and births.
+
+Every quantity is a mean over a probe's reads (`share` a ratio of two means); an expression is
+evaluated on those means, elementwise over the bootstrap vector (see `runner.stats`). Reads where
+a quantity of the prediction is undefined (NaN: an empty role set) are left out on that probe.
+
+A prediction becomes a `Judged`: the evidence for its result and the `stats.Test` that decides
+its verdict once the study's p-values are corrected together, or a reason it cannot be judged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hypodsl import plan as p
+from hypodsl.plan_view import expr_text
+from runner import stats
+from runner.measure import quantities
+from runner.results import BirthEstimate, Interval, SeriesPoint
+
+Expr = p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr
+OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
+}  # fmt: skip
+MIN_TREND_POINTS = 3
+
+
+class NotEvaluable(Exception):
+    """A prediction that cannot be judged; the message says why."""
+
+
+def columns(q: p.QuantityExpr) -> list[p.QuantityExpr]:
+    """The per-read values a quantity is computed from: `share` is Σ contribution / Σ m_lin."""
+    if q.name == "share":
+        return [
+            q.model_copy(update={"name": "contribution"}),
+            p.QuantityExpr(name="linearised_margin", interventions=q.interventions),
+        ]
+    return [q]
+
+
+def quantities_of(expr: Expr) -> list[p.QuantityExpr]:
+    if isinstance(expr, p.QuantityExpr):
+        return [expr]
+    if isinstance(expr, p.BinaryExpr):
+        return quantities_of(expr.left) + quantities_of(expr.right)
+    if isinstance(expr, p.UnaryExpr):
+        return quantities_of(expr.operand)
+    return []
+
+
+def equivalence_bound(left: Expr, op: str, right: Expr) -> tuple[Expr, float] | None:
+    """`|x| < c` (or `c > |x|`) with a positive constant c: (x, c) for two one-sided tests."""
+    if op in (">", ">="):
+        left, right, op = right, left, "<"
+    if (
+        isinstance(left, p.UnaryExpr)
+        and left.op == "abs"
+        and isinstance(right, p.NumberExpr)
+        and right.value > 0
+    ):
+        return left.operand, right.value
+    return None
+
+
+@dataclass
+class Measured:
+    """Everything measured for a study on one run."""
+
+    values: dict[tuple[int, str, str], np.ndarray]  # (step, probe, quantity key) -> [read]
+    errors: dict[tuple[int, str, str], str]
+    failures: dict[int, str]  # step -> why its checkpoint could not be used
+    clusters: dict[str, np.ndarray]  # probe -> each read's sequence index
+    resamplers: dict[str, stats.Resampler]
+    steps: list[int]  # every checkpoint of the run, ascending
+
+
+@dataclass
+class Judged:
+    """A prediction's evidence; `test` is None when it could not be judged (`reason` says why)."""
+
+    fields: dict[str, object] = field(default_factory=dict)
+    test: stats.Test | None = None
+    reason: str = ""
+
+
+def finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def interval_of(v: np.ndarray, confidence: float) -> Interval | None:
+    ci = stats.percentile_interval(v, confidence)
+    if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
+        return None
+    return Interval(low=ci.low, high=ci.high)
+
+
+class Judge:
+    def __init__(
+        self,
+        plan: p.Plan,
+        measured: Measured,
+        resolve: Callable[[p.StepRef], int],
+        seed: int = 0,
+    ):
+        self.plan, self.m, self.resolve, self.seed = plan, measured, resolve, seed
+        self.confidence = plan.confidence
+
+    # --- what a prediction reads ---------------------------------------------------------
+
+    def window_steps(self, name: str) -> list[int]:
+        """The checkpoints a window may cover (a birth window: all, until its birth is known)."""
+        window = next(w for w in self.plan.windows if w.name == name)
+        if isinstance(window, p.BirthWindow):
+            return list(self.m.steps)
+        lo = -math.inf if window.start is None else window.start
+        hi = math.inf if window.end is None else window.end
+        return [s for s in self.m.steps if lo <= s <= hi]
+
+    def reads(self, pred: p.TimedPrediction | p.BirthOrder) -> Iterator[tuple[int, str, p.QuantityExpr]]:
+        """(step, probe, quantity) of every column the prediction needs."""
+        for steps, probe, exprs in self._parts(pred):
+            for step in steps:
+                for expr in exprs:
+                    for q in quantities_of(expr):
+                        for col in columns(q):
+                            yield step, q.probe or probe, col
+
+    def _parts(self, pred: p.TimedPrediction | p.BirthOrder) -> list[tuple[list[int], str, list]]:
+        if isinstance(pred, p.BirthOrder):
+            every = list(self.m.steps)
+            return [
+                (every, c.probe, [c.left, c.right]) for c in (pred.left, pred.right)
+            ]
+        if isinstance(pred.when, p.At):
+            return [([self.resolve(pred.when.step)], pred.probe, [pred.left, pred.right])]
+        parts = [(self.window_steps(pred.when.window), pred.probe, [pred.left, pred.right])]
+        window = next(w for w in self.plan.windows if w.name == pred.when.window)
+        if isinstance(window, p.BirthWindow):
+            c = window.condition
+            parts.append((list(self.m.steps), c.probe, [c.left, c.right]))
+        return parts
+
+    # --- plug-in statistics --------------------------------------------------------------
+
+    def _keep(self, step: int, probe: str, exprs: list[Expr]) -> dict[str, np.ndarray]:
+        """Per probe, the reads where every quantity of `exprs` has a value at `step`."""
+        if step in self.m.failures:
+            raise NotEvaluable(f"checkpoint at step {step}: {self.m.failures[step]}")
+        keep: dict[str, np.ndarray] = {}
+        for expr in exprs:
+            for q in quantities_of(expr):
+                on = q.probe or probe
+                for col in columns(q):
+                    k = (step, on, quantities.key(col))
+                    if k in self.m.errors:
+                        raise NotEvaluable(f"`{q.name}` at step {step}: {self.m.errors[k]}")
+                    ok = np.isfinite(self.m.values[k])
+                    keep[on] = keep[on] & ok if on in keep else ok
+        for on, mask in keep.items():
+            if not mask.any():
+                raise NotEvaluable(f"no read of probe `{on}` has a value at step {step}")
+        return keep
+
+    def sample(self, expr: Expr, step: int, probe: str, keep: dict[str, np.ndarray]) -> np.ndarray:
+        """[1 + n_resamples] plug-in value of an expression at a checkpoint."""
+        if isinstance(expr, p.NumberExpr):
+            return np.full(stats.N_RESAMPLES + 1, expr.value)
+        if isinstance(expr, p.QuantityExpr):
+            on = expr.probe or probe
+            resampler, clusters = self.m.resamplers[on], self.m.clusters[on]
+            means = [
+                resampler.mean(self.m.values[(step, on, quantities.key(c))], clusters, keep[on])
+                for c in columns(expr)
+            ]
+            if expr.name == "share":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    return means[0] / means[1]
+            return means[0]
+        if isinstance(expr, p.UnaryExpr):
+            v = self.sample(expr.operand, step, probe, keep)
+            return -v if expr.op == "neg" else np.abs(v)
+        a = self.sample(expr.left, step, probe, keep)
+        b = self.sample(expr.right, step, probe, keep)
+        ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return ops[expr.op](a, b)
+
+    def sides(self, left: Expr, right: Expr, step: int, probe: str):
+        keep = self._keep(step, probe, [left, right])
+        return self.sample(left, step, probe, keep), self.sample(right, step, probe, keep), keep
+
+    def series_point(self, step: int, left: np.ndarray, right: np.ndarray) -> SeriesPoint:
+        diff = left - right
+        return SeriesPoint(
+            step=step,
+            estimate=finite(left[0]),
+            interval=interval_of(left, self.confidence),
+            threshold=finite(right[0]),
+            difference=finite(diff[0]),
+            difference_interval=interval_of(diff, self.confidence),
+        )
+
+    # --- births ----------------------------------------------------------------------------
+
+    def birth(self, condition: p.Condition) -> np.ndarray:
+        """[1 + n_resamples] birth step of a condition over every checkpoint (+inf: never)."""
+        holds = []
+        for step in self.m.steps:
+            left, right, _ = self.sides(condition.left, condition.right, step, condition.probe)
+            holds.append(OPS[condition.op](left, right))  # NaN compares False
+        steps = np.asarray(self.m.steps, dtype=np.float64)
+        return stats.births(steps, np.stack(holds, axis=1))
+
+    def birth_estimate(self, condition: p.Condition, born: np.ndarray) -> BirthEstimate:
+        ci = stats.order_interval(born, self.confidence)
+        text = f"{expr_text(condition.left)} {condition.op} {expr_text(condition.right)}"
+        return BirthEstimate(
+            condition=text,
+            step=int(born[0]) if math.isfinite(born[0]) else None,
+            interval_low=finite(ci.low),
+            interval_high=finite(ci.high),
+        )
+
+    # --- predictions -----------------------------------------------------------------------
+
+    def judge(self, pred: p.TimedPrediction | p.BirthOrder) -> Judged:
+        try:
+            if isinstance(pred, p.BirthOrder):
+                return self._birth_order(pred)
+            if isinstance(pred.when, p.At):
+                return self._at(pred, self.resolve(pred.when.step))
+            return self._over(pred, pred.when)
+        except NotEvaluable as e:
+            return Judged(reason=f"not evaluable: {e}")
+
+    def _test_at(self, pred: p.TimedPrediction, step: int) -> tuple[stats.Test, np.ndarray, np.ndarray]:
+        left, right, _ = self.sides(pred.left, pred.right, step, pred.probe)
+        n_clusters = self.m.resamplers[pred.probe].n_clusters
+        equiv = equivalence_bound(pred.left, pred.op, pred.right)
+        if equiv is not None:
+            keep = self._keep(step, pred.probe, [pred.left, pred.right])
+            inner = self.sample(equiv[0], step, pred.probe, keep)
+            return stats.equivalence(inner, equiv[1], self.confidence, n_clusters), left, right
+        return stats.compare(left - right, pred.op, self.confidence, n_clusters), left, right
+
+    def _reads(self, step: int, probe: str, exprs: list[Expr]) -> dict[str, object]:
+        keep = self._keep(step, probe, exprs)
+        mask = keep.get(probe)
+        if mask is None:
+            return {}
+        clusters = self.m.clusters[probe][mask]
+        return {"n": int(mask.sum()), "n_sequences": len(np.unique(clusters))}
+
+    def _sides_fields(self, left: np.ndarray, right: np.ndarray) -> dict[str, object]:
+        fields: dict[str, object] = {
+            "estimate": finite(left[0]),
+            "interval": interval_of(left, self.confidence),
+            "threshold": finite(right[0]),
+        }
+        boot_right = right[np.isfinite(right)]
+        if len(boot_right) and (np.all(boot_right > 0) or np.all(boot_right < 0)):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = left / right
+            fields["ratio"] = finite(ratio[0])
+            fields["ratio_interval"] = interval_of(ratio, self.confidence)
+        return fields
+
+    def _test_fields(self, test: stats.Test) -> dict[str, object]:
+        ok = math.isfinite(test.interval.low) and math.isfinite(test.interval.high)
+        return {
+            "test": test.name,
+            "statistic": test.statistic,
+            "statistic_value": finite(test.estimate),
+            "statistic_interval": Interval(low=test.interval.low, high=test.interval.high)
+            if ok
+            else None,
+            "p_value": test.p_value,
+            "effect_size": None if test.effect_size is None else finite(test.effect_size),
+        }
+
+    def _at(self, pred: p.TimedPrediction, step: int) -> Judged:
+        test, left, right = self._test_at(pred, step)
+        fields = {
+            "step": step,
+            "steps": (step,),
+            **self._sides_fields(left, right),
+            **self._test_fields(test),
+            **self._reads(step, pred.probe, [pred.left, pred.right]),
+            "series": (self.series_point(step, left, right),),
+        }
+        return Judged(fields=fields, test=test)
+
+    def _over(self, pred: p.TimedPrediction, when: p.Over) -> Judged:
+        window = next(w for w in self.plan.windows if w.name == when.window)
+        steps = self.window_steps(when.window)
+        extra: dict[str, object] = {}
+        if isinstance(window, p.BirthWindow):
+            born = self.birth(window.condition)
+            extra["births"] = (self.birth_estimate(window.condition, born),)
+            at = born[0]
+            if window.relation == "before":
+                steps = [s for s in steps if s < at]
+            else:
+                steps = [s for s in steps if s >= at]
+        if not steps:
+            raise NotEvaluable(f"window `{when.window}` holds no checkpoint of this run")
+        sides = [self.sides(pred.left, pred.right, s, pred.probe)[:2] for s in steps]
+        series = tuple(self.series_point(s, lv, rv) for s, (lv, rv) in zip(steps, sides, strict=True))
+        n_clusters = self.m.resamplers[pred.probe].n_clusters
+        equiv = equivalence_bound(pred.left, pred.op, pred.right)
+        if when.aggregate == "all":
+            tests = [self._test_at(pred, s)[0] for s in steps]
+            if equiv is not None:
+                test = stats.every(tests, worst=lambda t: -abs(t.estimate))
+            else:
+                sign = 1.0 if pred.op in (">", ">=") else -1.0
+                test = stats.every(tests, worst=lambda t: sign * t.estimate)
+            left, right = min(sides, key=lambda lr: _worst_key(lr, pred.op))
+        elif when.aggregate == "mean":
+            left = np.mean([lv for lv, _ in sides], axis=0)
+            right = np.mean([rv for _, rv in sides], axis=0)
+            if equiv is not None:
+                inner = np.mean(
+                    [
+                        self.sample(equiv[0], s, pred.probe, self._keep(s, pred.probe, [pred.left, pred.right]))
+                        for s in steps
+                    ],
+                    axis=0,
+                )
+                test = stats.equivalence(inner, equiv[1], self.confidence, n_clusters)
+            else:
+                test = stats.compare(left - right, pred.op, self.confidence, n_clusters)
+        else:
+            if len(steps) < MIN_TREND_POINTS:
+                raise NotEvaluable(
+                    f"a trend needs at least {MIN_TREND_POINTS} checkpoints; "
+                    f"window `{when.window}` holds {len(steps)}"
+                )
+            diffs = np.stack([lv - rv for lv, rv in sides], axis=1)
+            seed = [self.seed, len(steps)]
+            test = stats.trend(np.asarray(steps, float), diffs, pred.op, self.confidence, seed)
+            left = np.mean([lv for lv, _ in sides], axis=0)
+            right = np.mean([rv for _, rv in sides], axis=0)
+        fields = {
+            "steps": tuple(steps),
+            **self._sides_fields(left, right),
+            **self._test_fields(test),
+            **self._reads(steps[0], pred.probe, [pred.left, pred.right]),
+            "series": series,
+            **extra,
+        }
+        return Judged(fields=fields, test=test)
+
+    def _birth_order(self, pred: p.BirthOrder) -> Judged:
+        left, right = self.birth(pred.left), self.birth(pred.right)
+        test = stats.birth_order(left, right, pred.relation, self.confidence)
+        fields = {
+            "steps": tuple(self.m.steps),
+            **self._test_fields(test),
+            "estimate": finite(left[0]),
+            "threshold": finite(right[0]),
+            **self._reads(self.m.steps[0], pred.left.probe, [pred.left.left, pred.left.right]),
+            "births": (
+                self.birth_estimate(pred.left, left),
+                self.birth_estimate(pred.right, right),
+            ),
+        }
+        return Judged(fields=fields, test=test)
+
+
+def _worst_key(sides: tuple[np.ndarray, np.ndarray], op: str) -> float:
+    """Smallest at the checkpoint where the prediction is furthest from holding."""
+    left, right = sides
+    d = float(left[0] - right[0])
+    return d if op in (">", ">=") else -d

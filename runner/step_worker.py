@@ -1,0 +1,161 @@
+"""Measure every requested quantity at one checkpoint: the unit of work the engine schedules.
+
+A `StepTask` is plain data, so it can run in this process or in a worker process
+(`--jobs`). Cached values are read first; the checkpoint is loaded only when something is
+missing, and then one `QuantityContext` per probe (one clean forward pass and its activations,
+held in memory) serves every missing quantity on that probe. Only the per-read results are
+written to the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hypodsl import plan as p
+from runner import checkpoints
+from runner.cache import MeasurementCache
+from runner.kv import dataset
+from runner.measure import quantities
+from runner.measure.probe import ProbeBatch
+from runner.model import Transformer
+from runner.rundir import RunError, data_dir, read_config
+
+Slot = tuple[str, str]  # (probe, quantity key)
+
+
+@dataclass(frozen=True)
+class StepTask:
+    run_dir: Path
+    step: int
+    requests: dict[str, dict[str, p.QuantityExpr]]  # probe -> quantity key -> quantity
+    cache_keys: dict[Slot, str]
+    probes: tuple[p.Probe, ...]  # every probe of the plan (patches may read another)
+    steps: tuple[int, ...]  # every checkpoint of the run
+    cache_root: Path | None
+    seed: int
+    device: str
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: int
+    values: dict[Slot, np.ndarray]
+    errors: dict[Slot, str]
+    failure: str | None  # the checkpoint could not be loaded: every request fails with this
+    computed: int  # quantities measured (not read from the cache)
+
+
+def load_probe(split: dataset.Split, probe: p.Probe) -> dataset.Split:
+    """The probe's sequences of an already loaded split."""
+    if probe.n > len(split):
+        raise RunError(f"probe `{probe.name}`: split {probe.split} has {len(split)} sequences")
+    if probe.seed is None:
+        return split.select(np.arange(probe.n))
+    rng = np.random.default_rng(probe.seed)
+    return split.select(np.sort(rng.choice(len(split), size=probe.n, replace=False)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_splits(run_dir: Path, probes: tuple[p.Probe, ...]) -> dict[str, dataset.Split]:
+    splits = {name: dataset.load_split(data_dir(run_dir), name) for name in {x.split for x in probes}}
+    return {x.name: load_probe(splits[x.split], x) for x in probes}
+
+
+def load_probes(run_dir: Path, probes: list[p.Probe] | tuple[p.Probe, ...]) -> dict[str, dataset.Split]:
+    """Each probe's sequences, reading every split file once (and once per process)."""
+    return _load_splits(run_dir, tuple(probes))
+
+
+def resolve_step(step: p.StepRef, final: int) -> int:
+    if step.kind == "final":
+        return final
+    if step.kind == "first":
+        return 0
+    assert step.number is not None
+    return step.number
+
+
+def measure_step(task: StepTask) -> StepOutcome:
+    cache = MeasurementCache(task.cache_root)
+    values: dict[Slot, np.ndarray] = {}
+    errors: dict[Slot, str] = {}
+    missing: list[Slot] = []
+    for slot, key in sorted(task.cache_keys.items()):
+        hit = cache.get(key)
+        if hit is None:
+            missing.append(slot)
+        elif isinstance(hit, str):
+            errors[slot] = hit
+        else:
+            values[slot] = hit
+    if not missing:
+        return StepOutcome(task.step, values, errors, None, 0)
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    config = read_config(task.run_dir)
+    device = torch.device(task.device)
+    try:
+        model = checkpoints.load_model(task.run_dir, task.step, config.model).to(device)
+    except checkpoints.CheckpointError as e:
+        return StepOutcome(task.step, {}, {}, str(e), 0)
+    torch.manual_seed(task.seed)
+    splits = load_probes(task.run_dir, task.probes)
+    batches: dict[str, ProbeBatch] = {}
+
+    def batch(name: str) -> ProbeBatch:
+        if name not in batches:
+            batches[name] = ProbeBatch.from_split(splits[name]).to(device)
+        return batches[name]
+
+    other_models: dict[int, Transformer] = {}
+
+    def load_other(step: int) -> Transformer:
+        if step not in other_models:
+            try:
+                loaded = checkpoints.load_model(task.run_dir, step, config.model)
+            except checkpoints.CheckpointError as e:
+                raise quantities.MeasureError(f"checkpoint {step}: {e}") from None
+            other_models[step] = loaded.to(device)
+        return other_models[step]
+
+    def next_step(step: int) -> int | None:
+        later = [s for s in task.steps if s > step]
+        return min(later) if later else None
+
+    for probe in sorted({probe for probe, _ in missing}):
+        ctx = quantities.QuantityContext(
+            model=model,
+            probe=batch(probe),
+            step=task.step,
+            seed=task.seed,
+            load_model=lambda s: model if s == task.step else load_other(s),
+            resolve_step=lambda ref: resolve_step(ref, config.steps),
+            next_step=next_step,
+            other_probe=batch,
+        )
+        for slot in [s for s in missing if s[0] == probe]:
+            value = _measure_one(ctx, task.requests[probe][slot[1]], task.device)
+            if isinstance(value, str):
+                errors[slot] = value
+            else:
+                values[slot] = value
+            cache.put(task.cache_keys[slot], value)
+    return StepOutcome(task.step, values, errors, None, len(missing))
+
+
+def _measure_one(ctx: quantities.QuantityContext, q: p.QuantityExpr, device: str) -> np.ndarray | str:
+    try:
+        return quantities.measure(ctx, q)
+    except quantities.MeasureError as e:
+        return str(e)
+    except RuntimeError as e:
+        if device == "cpu":
+            raise
+        # The measurement library is tested on CPU; report a device problem, do not crash.
+        return f"failed on {device}: {e}"
