@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -165,12 +166,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunError as e:
         raise UsageError(str(e)) from None
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_dir()
+    counts: dict[str, int] = {}
+    started = time.perf_counter()
     with RichProgress(console) as progress:
         result = run_study(
             plan, run_dirs, seed=args.seed, progress=progress, cache_dir=cache_dir,
-            jobs=args.jobs, device=device, threads=args.threads,
+            jobs=args.jobs, device=device, threads=args.threads, counts=counts,
         )  # fmt: skip
     console.print(summary_table(result))
+    cached = counts.get("requested", 0) - counts.get("computed", 0)
+    console.print(
+        f"{counts.get('requested', 0)} measurements ({cached} from the cache) on {device} "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     if args.verbose:
         console.print(reasons_table(result))
     if args.report:
@@ -264,12 +272,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     run.add_argument("--threads", type=int, help="torch CPU threads")
     run.add_argument("-v", "--verbose", action="store_true", help="show each claim's reason")
-    run.add_argument("--jobs", type=int, default=1, help="checkpoints measured in parallel processes")
+    run.add_argument(
+        "--jobs", type=int, default=1, help="checkpoints measured in parallel processes"
+    )
     run.add_argument(
         "--device", default="cpu", help="auto, cpu or cuda (default cpu; auto: a GPU if present)"
     )
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    run.add_argument("--cache-dir", help="measurement cache (default $HYPODSL_CACHE or .hypo-cache)")
+    run.add_argument(
+        "--cache-dir", help="measurement cache (default $HYPODSL_CACHE or .hypo-cache)"
+    )
     run.set_defaults(func=cmd_run)
 
     cache = sub.add_parser("cache", help="the measurement cache").add_subparsers(

@@ -114,6 +114,7 @@ class Engine:
         self.steps = checkpoints.list_steps(run_dir)
         self.measured_steps: dict[int, str] = {}  # step -> SHA-256 of the weights it read
         self.computed = 0  # quantities measured rather than read from the cache
+        self.requested = 0  # quantities needed at readable checkpoints
         self.judge = Judge(plan, self._empty_measured(), self.resolve, seed)
 
     def resolve(self, ref: p.StepRef) -> int:
@@ -224,7 +225,9 @@ class Engine:
                         if isinstance(i, p.Patch) and i.from_probe
                     )  # fmt: skip
         splits = load_probes(self.run_dir, self.plan.probes) if probe_names else {}
-        probe_hashes = {name: probe_hash(splits[name], self.plan.probe(name)) for name in probe_names}
+        probe_hashes = {
+            name: probe_hash(splits[name], self.plan.probe(name)) for name in probe_names
+        }
         wanted_steps = set(requests)
         for step, per_probe in requests.items():
             for wanted in per_probe.values():
@@ -235,7 +238,9 @@ class Engine:
             failures[step] = f"no checkpoint at step {step} in {self.run_dir.name}"
         values: dict[tuple[int, str, str], np.ndarray] = {}
         errors: dict[tuple[int, str, str], str] = {}
-        for outcome in self._run_tasks(self._tasks(requests, hashes, probe_hashes)):
+        tasks = self._tasks(requests, hashes, probe_hashes)
+        self.requested = sum(len(t.cache_keys) for t in tasks)
+        for outcome in self._run_tasks(tasks):
             self.computed += outcome.computed
             if outcome.failure is not None:
                 failures[outcome.step] = outcome.failure
@@ -255,7 +260,9 @@ class Engine:
     def judge_all(self, measured: Measured) -> tuple[results.ClaimResult, ...]:
         self.judge.m = measured
         judged: dict[int, Judged] = {}
-        preds = [pred for claim in self.plan.claims if not claim.pending for pred in claim.predictions]
+        preds = [
+            pred for claim in self.plan.claims if not claim.pending for pred in claim.predictions
+        ]
         self.progress.phase("judge claims", len(preds))
         for pred in preds:
             missing = unsupported_feature(pred)
@@ -267,9 +274,7 @@ class Engine:
         p_adj = stats.adjust([j.test.p_value for j in tests], self.plan.correction)  # type: ignore[union-attr]
         q_adj = stats.adjust([j.test.p_contrary for j in tests], self.plan.correction)  # type: ignore[union-attr]
         adjusted = {id(j): (a, b) for j, a, b in zip(tests, p_adj, q_adj, strict=True)}
-        return tuple(
-            self._claim_result(claim, judged, adjusted) for claim in self.plan.claims
-        )
+        return tuple(self._claim_result(claim, judged, adjusted) for claim in self.plan.claims)
 
     def _claim_result(
         self,
@@ -295,15 +300,14 @@ class Engine:
             probe = pred.probe if isinstance(pred, p.TimedPrediction) else pred.left.probe
             base = {"text": pred.text, "line": pred.source.line, "probe": probe, **j.fields}
             if j.test is None:
-                preds.append(results.PredictionResult(**base, verdict="unsupported", reason=j.reason))
-                continue
-            a, b = adjusted[id(j)]
-            verdict, reason = verdicts.decide(
-                j.test, a, b, self.plan.confidence, self.plan.correction
-            )
-            preds.append(
-                results.PredictionResult(**base, verdict=verdict, reason=reason, p_adjusted=a)
-            )
+                base.update(verdict="unsupported", reason=j.reason)
+            else:
+                a, b = adjusted[id(j)]
+                verdict, reason = verdicts.decide(
+                    j.test, a, b, self.plan.confidence, self.plan.correction
+                )
+                base.update(verdict=verdict, reason=reason, p_adjusted=a)
+            preds.append(results.PredictionResult.model_validate(base))
         verdict, reason = verdicts.combine(tuple(preds))
         return claim_result(verdict=verdict, reason=reason, predictions=tuple(preds))
 
@@ -329,14 +333,22 @@ def run_study(
     jobs: int = 1,
     device: str = "cpu",
     threads: int | None = None,
+    counts: dict[str, int] | None = None,
 ) -> results.StudyResult:
-    """Judge a plan on one run, or on each run of a seed matrix and aggregate (k of n)."""
+    """Judge a plan on one run, or on each run of a seed matrix and aggregate (k of n).
+
+    `counts`, when given, receives how many quantities were `requested` and `computed` (the
+    rest came from the cache): kept out of the result, which must not depend on the cache.
+    """
     if not run_dirs:
         raise RunError("no run directory to evaluate")
     per_run = []
     for run_dir in run_dirs:
         engine = Engine(plan, run_dir, seed, progress, cache_dir, jobs, device, threads)
         per_run.append((run_dir, *engine.run_claims()))
+        if counts is not None:
+            counts["requested"] = counts.get("requested", 0) + engine.requested
+            counts["computed"] = counts.get("computed", 0) + engine.computed
     if len(run_dirs) == 1 and plan.runs is None:
         claims = per_run[0][1]
     else:

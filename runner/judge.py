@@ -121,7 +121,9 @@ class Judge:
         hi = math.inf if window.end is None else window.end
         return [s for s in self.m.steps if lo <= s <= hi]
 
-    def reads(self, pred: p.TimedPrediction | p.BirthOrder) -> Iterator[tuple[int, str, p.QuantityExpr]]:
+    def reads(
+        self, pred: p.TimedPrediction | p.BirthOrder
+    ) -> Iterator[tuple[int, str, p.QuantityExpr]]:
         """(step, probe, quantity) of every column the prediction needs."""
         for steps, probe, exprs in self._parts(pred):
             for step in steps:
@@ -133,9 +135,7 @@ class Judge:
     def _parts(self, pred: p.TimedPrediction | p.BirthOrder) -> list[tuple[list[int], str, list]]:
         if isinstance(pred, p.BirthOrder):
             every = list(self.m.steps)
-            return [
-                (every, c.probe, [c.left, c.right]) for c in (pred.left, pred.right)
-            ]
+            return [(every, c.probe, [c.left, c.right]) for c in (pred.left, pred.right)]
         if isinstance(pred.when, p.At):
             return [([self.resolve(pred.when.step)], pred.probe, [pred.left, pred.right])]
         parts = [(self.window_steps(pred.when.window), pred.probe, [pred.left, pred.right])]
@@ -238,7 +238,9 @@ class Judge:
         except NotEvaluable as e:
             return Judged(reason=f"not evaluable: {e}")
 
-    def _test_at(self, pred: p.TimedPrediction, step: int) -> tuple[stats.Test, np.ndarray, np.ndarray]:
+    def _test_at(
+        self, pred: p.TimedPrediction, step: int
+    ) -> tuple[stats.Test, np.ndarray, np.ndarray]:
         left, right, _ = self.sides(pred.left, pred.right, step, pred.probe)
         n_clusters = self.m.resamplers[pred.probe].n_clusters
         equiv = equivalence_bound(pred.left, pred.op, pred.right)
@@ -310,7 +312,9 @@ class Judge:
         if not steps:
             raise NotEvaluable(f"window `{when.window}` holds no checkpoint of this run")
         sides = [self.sides(pred.left, pred.right, s, pred.probe)[:2] for s in steps]
-        series = tuple(self.series_point(s, lv, rv) for s, (lv, rv) in zip(steps, sides, strict=True))
+        series = tuple(
+            self.series_point(s, lv, rv) for s, (lv, rv) in zip(steps, sides, strict=True)
+        )
         n_clusters = self.m.resamplers[pred.probe].n_clusters
         equiv = equivalence_bound(pred.left, pred.op, pred.right)
         if when.aggregate == "all":
@@ -327,7 +331,12 @@ class Judge:
             if equiv is not None:
                 inner = np.mean(
                     [
-                        self.sample(equiv[0], s, pred.probe, self._keep(s, pred.probe, [pred.left, pred.right]))
+                        self.sample(
+                            equiv[0],
+                            s,
+                            pred.probe,
+                            self._keep(s, pred.probe, [pred.left, pred.right]),
+                        )
                         for s in steps
                     ],
                     axis=0,
@@ -358,6 +367,8 @@ class Judge:
 
     def _birth_order(self, pred: p.BirthOrder) -> Judged:
         left, right = self.birth(pred.left), self.birth(pred.right)
+        if not (math.isfinite(left[0]) or math.isfinite(right[0])):
+            raise NotEvaluable("neither condition is born by the last checkpoint")
         test = stats.birth_order(left, right, pred.relation, self.confidence)
         fields = {
             "steps": tuple(self.m.steps),

@@ -141,8 +141,8 @@ def _provenance(result: StudyResult) -> list[str]:
             f"- run: `{run.run}`, data `{run.data_hash[:16]}`",
             f"  - checkpoints (SHA-256): {steps or 'none loaded'}",
         ]
-    return lines + [
-        f"- bootstrap: seed {pv.seed}, {pv.n_resamples} resamples; "
-        f"correction: {pv.correction}",
+    return [
+        *lines,
+        f"- bootstrap: seed {pv.seed}, {pv.n_resamples} resamples; correction: {pv.correction}",
         f"- hypodsl {pv.hypodsl_version}, torch {pv.torch_version}, device {pv.device}",
     ]

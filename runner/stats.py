@@ -12,8 +12,9 @@ elementwise on these vectors (plug-in), so `|a - b|`, ratios and `share` get int
 
 Each test gives a p-value for the predicted direction and one for the contrary direction:
 
-- comparisons and window means: a Wald test on the bootstrap standard error, reported two-sided
-  (p = 2 Φ(−z), so p ≤ α exactly when the normal interval excludes 0 on that side);
+- comparisons and window means: a Wald test on the bootstrap standard error (scaled by
+  √(G/(G−1)) for G sequences, referred to Student's t with G − 1 degrees of freedom), reported
+  two-sided (p = 2 P(T ≥ z), so p ≤ α exactly when that interval excludes 0 on that side);
 - equivalence (`|x| < c`): two one-sided tests, p = max of the two (each at α: the 1 − 2α interval
   lies within ±c);
 - trend: a permutation test of Spearman's rank correlation between step and the difference;
@@ -119,21 +120,33 @@ class Test:
     effect_size: float | None = None
 
 
-def _wald(estimate: float, se: float, zero_counts: bool) -> float:
-    """p-value (two-sided-equivalent: 2 Φ(−z)) against a true value ≤ 0 (< 0 if zero_counts).
+def small_sample_se(v: np.ndarray, n_clusters: int) -> float:
+    """The bootstrap SE scaled by √(G/(G−1)): the bootstrap variance of a mean of G clusters
+    is (G−1)/G of the unbiased one."""
+    se = standard_error(v)
+    return se * math.sqrt(n_clusters / (n_clusters - 1)) if n_clusters > 1 else se
+
+
+def _one_sided(z: float, n_clusters: int) -> float:
+    """P(T ≥ z) for Student's t with G − 1 degrees of freedom (normal when G is large)."""
+    return float(sps.t.sf(z, df=max(1, n_clusters - 1)))
+
+
+def _wald(estimate: float, se: float, zero_counts: bool, n_clusters: int) -> float:
+    """p-value (two-sided-equivalent: 2 P(T ≥ z)) against a true value ≤ 0 (< 0 if zero_counts).
 
     With no spread (se 0) the estimate decides outright.
     """
     if not math.isfinite(se) or se == 0:
         return 0.0 if estimate > 0 or (zero_counts and estimate == 0) else 1.0
-    return float(min(1.0, 2 * sps.norm.sf(estimate / se)))
+    return min(1.0, 2 * _one_sided(estimate / se, n_clusters))
 
 
 def compare(diff: np.ndarray, op: str, confidence: float, n_clusters: int) -> Test:
     """Test `left op right` from the plug-in vector of left − right."""
     d = float(diff[0])
     ci = percentile_interval(diff, confidence)
-    se = standard_error(diff)
+    se = small_sample_se(diff, n_clusters)
     sign = 1.0 if op in (">", ">=") else -1.0
     strict = op in (">", "<")
     # For a strict prediction, an interval touching 0 counts against it (and for it when
@@ -141,8 +154,8 @@ def compare(diff: np.ndarray, op: str, confidence: float, n_clusters: int) -> Te
     lo, hi = (ci.low, ci.high) if sign > 0 else (-ci.high, -ci.low)
     supported = lo > 0 if strict else lo >= 0
     contrary = hi <= 0 if strict else hi < 0
-    p = _wald(sign * d, se, zero_counts=not strict)
-    p_contrary = _wald(-sign * d, se, zero_counts=strict)
+    p = _wald(sign * d, se, not strict, n_clusters)
+    p_contrary = _wald(-sign * d, se, strict, n_clusters)
     effect = d / (se * math.sqrt(n_clusters)) if se and math.isfinite(se) else None
     return Test(
         name="comparison",
@@ -164,11 +177,13 @@ def equivalence(x: np.ndarray, bound: float, confidence: float, n_clusters: int)
     est = float(x[0])
     ci = percentile_interval(x, 1 - 2 * alpha)
     wide = percentile_interval(x, confidence)
-    se = standard_error(x)
+    se = small_sample_se(x, n_clusters)
     if math.isfinite(se) and se > 0:
-        p_low = float(sps.norm.sf((est + bound) / se))  # H0: x ≤ −bound
-        p_high = float(sps.norm.sf((bound - est) / se))  # H0: x ≥ bound
-        p_outside = 2 * min(sps.norm.sf((est - bound) / se), sps.norm.cdf((est + bound) / se))
+        p_low = _one_sided((est + bound) / se, n_clusters)  # H0: x ≤ −bound
+        p_high = _one_sided((bound - est) / se, n_clusters)  # H0: x ≥ bound
+        p_above = _one_sided((est - bound) / se, n_clusters)  # H0: x ≤ bound
+        p_below = _one_sided((-bound - est) / se, n_clusters)  # H0: x ≥ −bound
+        p_outside = 2 * min(p_above, p_below)
     else:
         inside = -bound < est < bound
         p_low = p_high = 0.0 if inside else 1.0
@@ -314,7 +329,7 @@ def adjust(p_values: list[float], method: str) -> list[float]:
     if method == "holm":
         adjusted = np.maximum.accumulate((m - np.arange(m)) * ranked)
     elif method == "bh":
-        adjusted = np.minimum.accumulate((m / np.arange(m, 0, -1) * ranked[::-1]))[::-1]
+        adjusted = np.minimum.accumulate(m / np.arange(m, 0, -1) * ranked[::-1])[::-1]
     else:
         raise ValueError(f"unknown correction {method!r}")
     out = np.empty(m)

@@ -63,11 +63,15 @@ def load_probe(split: dataset.Split, probe: p.Probe) -> dataset.Split:
 
 @functools.lru_cache(maxsize=4)
 def _load_splits(run_dir: Path, probes: tuple[p.Probe, ...]) -> dict[str, dataset.Split]:
-    splits = {name: dataset.load_split(data_dir(run_dir), name) for name in {x.split for x in probes}}
+    splits = {
+        name: dataset.load_split(data_dir(run_dir), name) for name in {x.split for x in probes}
+    }
     return {x.name: load_probe(splits[x.split], x) for x in probes}
 
 
-def load_probes(run_dir: Path, probes: list[p.Probe] | tuple[p.Probe, ...]) -> dict[str, dataset.Split]:
+def load_probes(
+    run_dir: Path, probes: list[p.Probe] | tuple[p.Probe, ...]
+) -> dict[str, dataset.Split]:
     """Each probe's sequences, reading every split file once (and once per process)."""
     return _load_splits(run_dir, tuple(probes))
 
@@ -149,7 +153,9 @@ def measure_step(task: StepTask) -> StepOutcome:
     return StepOutcome(task.step, values, errors, None, len(missing))
 
 
-def _measure_one(ctx: quantities.QuantityContext, q: p.QuantityExpr, device: str) -> np.ndarray | str:
+def _measure_one(
+    ctx: quantities.QuantityContext, q: p.QuantityExpr, device: str
+) -> np.ndarray | str:
     try:
         return quantities.measure(ctx, q)
     except quantities.MeasureError as e:

@@ -39,13 +39,17 @@ def decide(
         return "supported", f"{evidence}: wholly on the predicted side"
     if test.contrary_by_interval and p_contrary_adjusted <= alpha:
         return "negative", f"{evidence}: wholly on the other side"
+    after = "" if correction == "none" else " after correction"
     if test.supported_by_interval:
-        return "unsupported", f"inconclusive: {evidence}, above α = {alpha:.3g} after correction"
+        return "unsupported", f"inconclusive: {evidence}, above α = {alpha:.3g}{after}"
     if test.contrary_by_interval:
         return "unsupported", (
-            f"inconclusive: {evidence}; the contrary p-value is above α = {alpha:.3g} "
-            "after correction"
+            f"inconclusive: {evidence}; the contrary p-value is above α = {alpha:.3g}{after}"
         )
+    if test.name == "trend" and test.p_value <= alpha:
+        return "unsupported", f"inconclusive: {evidence}; the interval of rho straddles 0"
+    if test.name == "trend":
+        return "unsupported", f"inconclusive: {evidence}, above α = {alpha:.3g}{after}"
     return "unsupported", f"inconclusive: {evidence}; the interval straddles the bound"
 
 

@@ -17,10 +17,10 @@ import torch
 
 from hypodsl import plan as p
 from runner.measure import attention
-from runner.measure.attribution import linearised_margin
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
 from runner.measure import per_example as pe
+from runner.measure.attribution import linearised_margin
 from runner.measure.paths import PathError, PathPatcher, path_names
 from runner.measure.probe import CleanRun, ProbeBatch, clean_run
 from runner.model import Transformer

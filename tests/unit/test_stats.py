@@ -86,12 +86,14 @@ def test_an_exact_tie_contradicts_a_strict_prediction_and_supports_a_weak_one():
     assert decide(weak, weak.p_value, weak.p_contrary, 0.95, "none")[0] == "supported"
 
 
-def test_the_wald_p_value_matches_the_normal_tail():
+def test_the_wald_p_value_is_students_t_on_the_scaled_bootstrap_se():
     v = vector(0.2, 0.1, n=20000)
     test = stats.compare(v, ">", 0.95, 100)
-    se = np.std(v[1:], ddof=1)
-    assert test.p_value == pytest.approx(2 * sps.norm.sf(0.2 / se), rel=1e-9)
-    assert test.p_value == pytest.approx(0.0455, abs=0.003)  # z = 2
+    se = np.std(v[1:], ddof=1) * np.sqrt(100 / 99)
+    assert test.p_value == pytest.approx(2 * sps.t.sf(0.2 / se, df=99), rel=1e-9)
+    assert test.p_value == pytest.approx(0.0482, abs=0.003)  # z ≈ 2, t with 99 df
+    many = stats.compare(v, ">", 0.95, 100000)  # many sequences: the normal tail
+    assert many.p_value == pytest.approx(2 * sps.norm.sf(0.2 / np.std(v[1:], ddof=1)), rel=1e-3)
 
 
 def test_a_correction_can_turn_supported_into_inconclusive():
@@ -106,8 +108,8 @@ def test_equivalence_is_two_one_sided_tests():
     assert inside.supported_by_interval and inside.p_value < 1e-3
     edge = stats.equivalence(vector(0.015, 0.005), bound=0.02, confidence=0.95, n_clusters=100)
     assert not edge.supported_by_interval  # the 90% interval reaches 0.0232
-    se = np.std(vector(0.015, 0.005)[1:], ddof=1)
-    assert edge.p_value == pytest.approx(sps.norm.sf(0.005 / se), rel=1e-6)
+    se = np.std(vector(0.015, 0.005)[1:], ddof=1) * np.sqrt(100 / 99)
+    assert edge.p_value == pytest.approx(sps.t.sf(0.005 / se, df=99), rel=1e-6)
     outside = stats.equivalence(vector(0.1, 0.005), bound=0.02, confidence=0.95, n_clusters=100)
     assert outside.contrary_by_interval and outside.p_contrary < 1e-3
 
