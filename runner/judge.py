@@ -252,10 +252,11 @@ class Judge:
 
     def _reads(self, step: int, probe: str, exprs: list[Expr]) -> dict[str, object]:
         keep = self._keep(step, probe, exprs)
-        mask = keep.get(probe)
+        mask = keep.get(probe, next(iter(keep.values()), None))
         if mask is None:
             return {}
-        clusters = self.m.clusters[probe][mask]
+        on = probe if probe in keep else next(iter(keep))
+        clusters = self.m.clusters[on][mask]
         return {"n": int(mask.sum()), "n_sequences": len(np.unique(clusters))}
 
     def _sides_fields(self, left: np.ndarray, right: np.ndarray) -> dict[str, object]:

@@ -34,9 +34,9 @@ def summary_table(result: StudyResult) -> Table:
             table.add_row(claim.name, verdict, f"{len(claim.runs)} runs", "—", "—")
             continue
         first = claim.predictions[0]
-        estimate = "—"
+        estimate = "—" if first.estimate is None else f"{first.estimate:.3f}"
         if first.estimate is not None and first.interval is not None:
-            estimate = f"{first.estimate:.3f} [{first.interval.low:.3f}, {first.interval.high:.3f}]"
+            estimate += f" [{first.interval.low:.3f}, {first.interval.high:.3f}]"
         threshold = "—" if first.threshold is None else f"{first.threshold:.3f}"
         verdict = f"[{STYLE[claim.verdict]}]{claim.verdict.capitalize()}[/]"
         if claim.expect is not None and claim.expect != claim.verdict:

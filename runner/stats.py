@@ -303,7 +303,7 @@ def birth_order(left: np.ndarray, right: np.ndarray, relation: str, confidence: 
     ci = order_interval(diff, confidence)
     n = len(boot)
     wrong = np.sum(~(sign * boot > 0))  # NaN compares False: counts as wrong
-    contrary = np.sum(~(sign * boot < 0))
+    contrary_wrong = np.sum(~(sign * boot <= 0))  # a tie is not "before": it counts as contrary
     lo, hi = (ci.low, ci.high) if sign > 0 else (-ci.high, -ci.low)
     return Test(
         name="birth order",
@@ -314,7 +314,7 @@ def birth_order(left: np.ndarray, right: np.ndarray, relation: str, confidence: 
         supported_by_interval=bool(lo > 0),
         contrary_by_interval=bool(hi <= 0),
         p_value=min(1.0, 2 * (wrong + 1) / (n + 1)),
-        p_contrary=min(1.0, 2 * (contrary + 1) / (n + 1)),
+        p_contrary=min(1.0, 2 * (contrary_wrong + 1) / (n + 1)),
     )
 
 

@@ -29,28 +29,30 @@ def decide(
 ) -> tuple[Verdict, str]:
     alpha = 1 - confidence
     ci = test.interval
-    evidence = (
+    measured = (
         f"{test.statistic} is {test.estimate:.4g} [{ci.low:.4g}, {ci.high:.4g}], "
-        f"needed {test.bound}; p = {test.p_value:.3g}"
+        f"needed {test.bound}"
     )
-    if correction != "none":
-        evidence += f" ({CORRECTION_NAME[correction]}-adjusted {p_adjusted:.3g})"
-    if test.supported_by_interval and p_adjusted <= alpha:
-        return "supported", f"{evidence}: wholly on the predicted side"
-    if test.contrary_by_interval and p_contrary_adjusted <= alpha:
-        return "negative", f"{evidence}: wholly on the other side"
+
+    def p_text(label: str, raw: float, adjusted: float) -> str:
+        if correction == "none":
+            return f"{label} = {raw:.3g}"
+        return f"{label} = {raw:.3g} ({CORRECTION_NAME[correction]}-adjusted {adjusted:.3g})"
+
+    support = f"{measured}; {p_text('p', test.p_value, p_adjusted)}"
+    contrary = f"{measured}; {p_text('contrary p', test.p_contrary, p_contrary_adjusted)}"
     after = "" if correction == "none" else " after correction"
-    if test.supported_by_interval:
-        return "unsupported", f"inconclusive: {evidence}, above α = {alpha:.3g}{after}"
+    if test.supported_by_interval and p_adjusted <= alpha:
+        return "supported", f"{support}: wholly on the predicted side"
+    if test.contrary_by_interval and p_contrary_adjusted <= alpha:
+        return "negative", f"{contrary}: wholly on the other side"
+    if test.supported_by_interval or (test.name == "trend" and p_adjusted > alpha):
+        return "unsupported", f"inconclusive: {support}, above α = {alpha:.3g}{after}"
     if test.contrary_by_interval:
-        return "unsupported", (
-            f"inconclusive: {evidence}; the contrary p-value is above α = {alpha:.3g}{after}"
-        )
-    if test.name == "trend" and test.p_value <= alpha:
-        return "unsupported", f"inconclusive: {evidence}; the interval of rho straddles 0"
+        return "unsupported", f"inconclusive: {contrary}, above α = {alpha:.3g}{after}"
     if test.name == "trend":
-        return "unsupported", f"inconclusive: {evidence}, above α = {alpha:.3g}{after}"
-    return "unsupported", f"inconclusive: {evidence}; the interval straddles the bound"
+        return "unsupported", f"inconclusive: {support}; the interval of rho straddles 0"
+    return "unsupported", f"inconclusive: {support}; the interval straddles the bound"
 
 
 def combine(predictions: tuple[PredictionResult, ...]) -> tuple[Verdict, str]:
