@@ -71,9 +71,7 @@ def directional_derivatives(
     grads = torch.autograd.grad((weights * values).sum(), params, create_graph=True)
     dot = sum(
         (g * d.view_as(w)).sum()
-        for g, d, w in zip(
-            grads, direction.split([w.numel() for w in params]), params, strict=True
-        )
+        for g, d, w in zip(grads, direction.split([w.numel() for w in params]), params, strict=True)
     )
     (out,) = torch.autograd.grad(dot, weights)
     return out
@@ -86,15 +84,28 @@ class Alignment:
     cosine: float
 
 
-def alignment(model: Transformer, probe: ProbeBatch, paths: Paths) -> Alignment:
-    descent = -flat_grad(answer_losses(model, probe).mean(), model)
-    values = contributions(model, probe, paths)
-    grad_c = flat_grad(values.mean(), model, keep_graph=True)
+def alignment(
+    model: Transformer, probe: ProbeBatch, paths: Paths, cosine: bool = True
+) -> Alignment:
+    """Per-read and probe alignment from one forward pass with its graph.
+
+    The loss and the contributions are read from the same pass. With `cosine=False` the extra
+    backward pass for ∇C̄ is skipped: the alignment is then the mean of the per-read values
+    (equal to <∇C̄, −∇L̄> by linearity) and the cosine is NaN.
+    """
+    run = clean_run(model, probe, path_names(model), detach=False)
+    losses = behaviour.per_read(run.logits, probe.target)["loss"]
+    values = PathPatcher(model, probe, run).circuit_contribution(paths, "zero")
+    descent = -flat_grad(losses.mean(), model, keep_graph=True)
+    if cosine:
+        grad_c = flat_grad(values.mean(), model, keep_graph=True)
+        dot = float(grad_c @ descent)
+        norms = float(grad_c.norm() * descent.norm())
+        cos = dot / norms if norms > 0 else float("nan")
     per_read = directional_derivatives(values, model, descent)
-    dot = float(grad_c @ descent)
-    norms = float(grad_c.norm() * descent.norm())
-    cosine = dot / norms if norms > 0 else float("nan")
-    return Alignment(per_read.detach(), dot, cosine)
+    if not cosine:
+        dot, cos = float(per_read.mean()), float("nan")
+    return Alignment(per_read.detach(), dot, cos)
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
         with torch.no_grad():
             return PathPatcher(model, probe, ctx.run, ctx.seed).circuit_contribution(paths)
     if q.name == "alignment":
-        return gr.alignment(model, probe, paths).per_read
+        return gr.alignment(model, probe, paths, cosine=False).per_read
     if q.name == "update_alignment":
         following = ctx.next_step(ctx.step)
         if following is None:

@@ -133,9 +133,11 @@ def test_attribution_patching_is_the_directional_derivative(model64, probe):
         clean = clean_run(model64, probe, [site.hook, "blocks.0.mlp.hook_post"])
         for kind in ("zero", "mean"):
             z = clean[site.hook]
-            target = torch.zeros_like(z) if kind == "zero" else iv.mean_source(
-                z, probe.token_mask(), probe.n_pos
-            ).expand_as(z)
+            target = (
+                torch.zeros_like(z)
+                if kind == "zero"
+                else iv.mean_source(z, probe.token_mask(), probe.n_pos).expand_as(z)
+            )
             nudged = z + eps * (target - z)
             moved = iv.run_edited(model64, probe, [iv.replace_edit(site, nudged, probe)])
             change = moved.behaviour(probe)["margin"] - clean.behaviour(probe)["margin"]
@@ -163,6 +165,14 @@ def test_alignment_predicts_the_change_after_a_small_sgd_step(model64, probe):
     predicted, observed = update.predicted.mean().item(), update.observed.mean().item()
     assert abs(predicted - observed) < 1e-2 * abs(observed)
     assert predicted == pytest.approx(eta * result.alignment, rel=1e-9)
+
+
+def test_alignment_without_the_cosine_gives_the_same_values(model64, probe):
+    path = [[head(2, 1), p.UnembedNode()]]
+    full = gr.alignment(model64, probe, path)
+    lean = gr.alignment(model64, probe, path, cosine=False)
+    assert torch.equal(full.per_read, lean.per_read)
+    assert lean.alignment == pytest.approx(full.alignment, rel=1e-9) and np.isnan(lean.cosine)
 
 
 def test_multi_hop_alignment_is_differentiable(model64, probe):
