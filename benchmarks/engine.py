@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rows = [
         ("cold study vs costliest claim", f"{study:.2f} s vs {single:.2f} s ({costliest})",
          ratios["study_vs_costliest_claim"], "<= 1.5"),
-        ("warm re-run vs cold", f"{warm:.3f} s vs {study:.2f} s", ratios["warm_vs_cold"], "<= 0.05"),
+        ("warm re-run vs cold", f"{warm:.3f} s vs {study:.2f} s",
+         ratios["warm_vs_cold"], "<= 0.05"),
         ("--jobs 2 vs --jobs 1, cold", f"{jobs2:.2f} s vs {study:.2f} s",
          ratios["jobs2_vs_jobs1"], "—"),
         ("cold study vs its floor", f"{study:.2f} s vs {floor:.2f} s",
