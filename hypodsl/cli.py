@@ -177,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cached = counts.get("requested", 0) - counts.get("computed", 0)
     console.print(
         f"{counts.get('requested', 0)} measurements ({cached} from the cache) on {device} "
-        f"in {time.perf_counter() - started:.1f} s"
+        f"in {time.perf_counter() - started:.1f} s",
+        soft_wrap=True,
     )
     if args.verbose:
         console.print(reasons_table(result))
@@ -198,7 +199,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 
     root = Path(args.cache_dir) if args.cache_dir else default_dir()
     removed = MeasurementCache(root).clear()
-    console.print(f"removed {removed} cached measurements from {root}")
+    console.print(f"removed {removed} cached measurements from {root}", soft_wrap=True)
     return 0
 
 
@@ -208,7 +209,9 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
     root = Path(args.cache_dir) if args.cache_dir else default_dir()
     entries = MeasurementCache(root).entries()
     size = sum(e.stat().st_size for e in entries)
-    console.print(f"{root}: {len(entries)} cached measurements, {size / 1e6:.1f} MB")
+    console.print(
+        f"{root}: {len(entries)} cached measurements, {size / 1e6:.1f} MB", soft_wrap=True
+    )
     return 0
 
 

@@ -287,3 +287,25 @@ def test_killing_a_run_mid_way_leaves_the_cache_valid(tiny_run: Path, tmp_path: 
         tmp_path / "b" / "kill.json"
     ).read_bytes()
     assert b"18 measurements (" in resumed.stdout and b"(0 from the cache)" not in resumed.stdout
+
+
+def test_cli_cache_commands_and_bad_run_options(tiny_run: Path, tmp_path: Path, capsys):
+    from hypodsl.cli import main
+
+    spec = tmp_path / "c.hyp"
+    spec.write_text(HEADER + CACHED)
+    cache = str(tmp_path / "cache")
+    args = ["run", str(spec), "--run", str(tiny_run), "--cache-dir", cache]
+    assert main(args) == 0
+    assert "2 measurements (0 from the cache)" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "2 measurements (2 from the cache)" in capsys.readouterr().out
+    assert main(["cache", "info", "--cache-dir", cache]) == 0
+    assert "2 cached measurements" in capsys.readouterr().out
+    assert main(["cache", "clear", "--cache-dir", cache]) == 0
+    assert "removed 2 cached measurements" in capsys.readouterr().out
+    assert main([*args, "--jobs", "0"]) == 2
+    assert "--jobs 0" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
