@@ -119,8 +119,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     t_sweep, t_each = median_time(batched, args.repeats), median_time(one_per_head, args.repeats)
     out["ablation_sweep"] = t_sweep / t_each
-    print(f"ablation sweep, {len(sites)} heads: {t_sweep:.3f} s vs {t_each:.3f} s "
-          f"-> ratio {out['ablation_sweep']:.2f} (target <= 0.8)")
+    print(
+        f"ablation sweep, {len(sites)} heads: {t_sweep:.3f} s vs {t_each:.3f} s "
+        f"-> ratio {out['ablation_sweep']:.2f} (target <= 0.8)"
+    )
 
     # 2. attribution patching
     def fwd_bwd() -> None:
@@ -129,9 +131,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     t_atp = median_time(lambda: attribution_patching(model, probe), args.repeats)
     t_fb = median_time(fwd_bwd, args.repeats)
     out["attribution_patching"] = t_atp / t_fb
-    print(f"attribution patching, {n_layers * n_heads} heads + {n_layers * model.cfg.d_ff} "
-          f"neurons x 3 kinds: {t_atp:.3f} s vs forward+backward {t_fb:.3f} s "
-          f"-> ratio {out['attribution_patching']:.2f} (target <= 1.3)")
+    print(
+        f"attribution patching, {n_layers * n_heads} heads + {n_layers * model.cfg.d_ff} "
+        f"neurons x 3 kinds: {t_atp:.3f} s vs forward+backward {t_fb:.3f} s "
+        f"-> ratio {out['attribution_patching']:.2f} (target <= 1.3)"
+    )
 
     # 3. per-example gradients (reads) against forward + backward on the same inputs
     chunk = 256
@@ -151,9 +155,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     t_same = median_time(same_inputs_fwd_bwd, args.repeats)
     out["per_example"] = t_pe / t_same
     out["per_example_vs_probe"] = t_pe / t_fb
-    print(f"per-example gradients (einsum), {len(probe)} reads: {t_pe:.3f} s vs forward+backward "
-          f"on the same inputs {t_same:.3f} s -> ratio {out['per_example']:.2f} (target <= 1.8); "
-          f"vs forward+backward of the {probe.n_seq} sequences: {out['per_example_vs_probe']:.2f}")
+    print(
+        f"per-example gradients (einsum), {len(probe)} reads: {t_pe:.3f} s vs forward+backward "
+        f"on the same inputs {t_same:.3f} s -> ratio {out['per_example']:.2f} (target <= 1.8); "
+        f"vs forward+backward of the {probe.n_seq} sequences: {out['per_example_vs_probe']:.2f}"
+    )
     subset = probe_subset(probe, args.subset)
     for method in pe.METHODS:
         t = median_time(
@@ -172,8 +178,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     t_mm = median_time(lambda: a @ b, args.repeats)
     gram_rate, mm_rate = 2 * n * n * n_params / t_gram, 2 * side**3 / t_mm
     out["gram_throughput"] = gram_rate / mm_rate
-    print(f"Gram matrix {n} x {n_params:,}: {gram_rate / 1e9:.1f} GFLOP/s vs square matmul "
-          f"{side}^3: {mm_rate / 1e9:.1f} GFLOP/s -> {out['gram_throughput']:.2f} (target >= 0.7)")
+    print(
+        f"Gram matrix {n} x {n_params:,}: {gram_rate / 1e9:.1f} GFLOP/s vs square matmul "
+        f"{side}^3: {mm_rate / 1e9:.1f} GFLOP/s -> {out['gram_throughput']:.2f} (target >= 0.7)"
+    )
 
     # 5. forward with the cache the path quantities need
     names = path_names(model)
@@ -188,8 +196,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     t_cached, t_plain = median_time(cached, args.repeats), median_time(plain, args.repeats)
     out["cached_forward"] = t_cached / t_plain
-    print(f"forward caching {len(names)} activations: {t_cached:.3f} s vs plain {t_plain:.3f} s "
-          f"-> ratio {out['cached_forward']:.2f} (target <= 1.10)")
+    print(
+        f"forward caching {len(names)} activations: {t_cached:.3f} s vs plain {t_plain:.3f} s "
+        f"-> ratio {out['cached_forward']:.2f} (target <= 1.10)"
+    )
 
     # 6. peak memory
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -123,6 +123,7 @@ def _write_atomically(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, path.stat().st_mode)  # keep the spec's mode (mkstemp makes it private)
     os.replace(tmp, path)
 
 

@@ -3,7 +3,8 @@
 An entry is one quantity's per-read values (float64 .npy, never pickled) or the reason it could
 not be measured (.json), at one checkpoint on one probe. Its key hashes everything the values
 depend on: the checkpoint file's SHA-256 (and those of any other checkpoint the quantity reads),
-the probe's tokens, the quantity, the seed, the device and the package version. Nothing else is
+the probe's tokens, the quantity, the seed, the device, the thread count (float32 sums can
+differ in their last bits with it) and the package version. Nothing else is
 stored: activations never leave memory.
 
 Writes are atomic (a temporary file renamed into place), so a run killed mid-way, or two runs

@@ -152,6 +152,12 @@ class Engine:
             self.progress.advance()
         return hashes, failures
 
+    def worker_threads(self) -> int:
+        """Threads each measuring process uses: float32 sums can differ in the last bits with
+        the thread count, so it is part of every cache key."""
+        total = self.threads or torch.get_num_threads()
+        return total if self.jobs == 1 else max(1, total // self.jobs)
+
     def _tasks(
         self,
         requests: dict[int, dict[str, dict[str, p.QuantityExpr]]],
@@ -178,6 +184,7 @@ class Engine:
                         quantity=k,
                         seed=self.seed,
                         device=self.device,
+                        threads=self.worker_threads(),
                     )
             tasks.append(
                 StepTask(
@@ -190,7 +197,7 @@ class Engine:
                     cache_root=self.cache.root,
                     seed=self.seed,
                     device=self.device,
-                    threads=self.threads,
+                    threads=self.worker_threads(),
                 )
             )
         return tasks
@@ -204,8 +211,6 @@ class Engine:
                 self.progress.advance()
             return outcomes
         # Spawned (not forked) workers: forking a process that has run torch can deadlock.
-        per_worker = max(1, (self.threads or torch.get_num_threads()) // self.jobs)
-        tasks = [dataclasses.replace(t, threads=per_worker) for t in tasks]
         context = multiprocessing.get_context("spawn")
         done: list[StepOutcome] = []
         with ProcessPoolExecutor(max_workers=self.jobs, mp_context=context) as pool:

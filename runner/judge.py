@@ -10,6 +10,7 @@ its verdict once the study's p-values are corrected together, or a reason it can
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -345,6 +346,7 @@ class Judge:
                 test = stats.equivalence(inner, equiv[1], self.confidence, n_clusters)
             else:
                 test = stats.compare(left - right, pred.op, self.confidence, n_clusters)
+            test = dataclasses.replace(test, name=f"mean {test.name}")
         else:
             if len(steps) < MIN_TREND_POINTS:
                 raise NotEvaluable(

@@ -80,9 +80,7 @@ def check_path(nodes: Sequence[p.PathNode]) -> None:
     for i, (sender, receiver) in enumerate(itertools.pairwise(nodes)):
         if isinstance(receiver, (p.EmbedNode, p.PosNode)):
             raise PathError(f"`{receiver.kind}` cannot receive along a path")
-        if isinstance(sender, p.UnembedNode) or (
-            isinstance(sender, p.HeadInputNode) and i > 0
-        ):
+        if isinstance(sender, p.UnembedNode) or (isinstance(sender, p.HeadInputNode) and i > 0):
             raise PathError(f"`{node_text(sender)}` must end the path")
         if isinstance(receiver, p.UnembedNode):
             continue

@@ -177,8 +177,10 @@ def test_random_specs_round_trip_through_the_formatter(spec: s.Spec):
 def test_fmt_check_reports_files_that_would_change(tmp_path: Path, capsys):
     messy = tmp_path / "messy.hyp"
     messy.write_text('study   "S"\nprobe iid = split test_iid n 8\n')
+    messy.chmod(0o644)
     assert main(["fmt", "--check", str(messy)]) == 1
     assert "would reformat" in capsys.readouterr().out
     assert main(["fmt", str(messy)]) == 0
     assert messy.read_text() == 'study "S"\n\nprobe iid = split test_iid n 8\n'
+    assert messy.stat().st_mode & 0o777 == 0o644  # the rewrite keeps the file's mode
     assert main(["fmt", "--check", str(messy)]) == 0
