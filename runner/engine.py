@@ -14,7 +14,6 @@ byte-identical results JSON, cached or not.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import glob
 import hashlib
