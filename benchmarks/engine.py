@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from benchmarks.measure import median_time
 from hypodsl import plan as p
 from hypodsl.cli import load_plan
 from runner import checkpoints
@@ -39,15 +38,6 @@ from runner.rundir import read_config, read_signature
 from runner.step_worker import load_probes
 
 GRADIENT_QUANTITIES = ("alignment", "alignment_cosine", "update_alignment", "gram")
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def cold(plan: p.Plan, run: Path, jobs: int = 1, threads: int | None = None) -> float:

@@ -29,7 +29,7 @@ from hypodsl import __version__
 from hypodsl import plan as p
 from runner import checkpoints, results, stats, verdicts
 from runner.cache import MeasurementCache, entry_key
-from runner.judge import Judge, Judged, Measured
+from runner.judge import Judge, Judged, Measured, quantities_of
 from runner.kv import dataset
 from runner.measure import quantities
 from runner.progress import Progress, Silent
@@ -54,14 +54,11 @@ def resolve_device(device: str) -> str:
 
 def unsupported_feature(pred: p.TimedPrediction | p.BirthOrder) -> str | None:
     """What in a prediction this runner cannot evaluate, or None when it can."""
-    conditions: list[p.Expr] = []
     if isinstance(pred, p.BirthOrder):
-        conditions = [pred.left.left, pred.left.right, pred.right.left, pred.right.right]
+        sides = [pred.left.left, pred.left.right, pred.right.left, pred.right.right]
     else:
-        conditions = [pred.left, pred.right]
-    from runner.judge import quantities_of
-
-    for expr in conditions:
+        sides = [pred.left, pred.right]
+    for expr in sides:
         for q in quantities_of(expr):
             if q.name not in quantities.IMPLEMENTED:
                 return f"quantity `{q.name}` {NOT_YET}"
