@@ -195,6 +195,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from runner.results import StudyResult
+
+    text = json.dumps(StudyResult.model_json_schema(), indent=2) + "\n"
+    if args.out:
+        from runner.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.out), text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from runner.result_diff import diff, load_results
+
+    changes = diff(load_results(Path(args.old)), load_results(Path(args.new)))
+    if not changes:
+        console.print("no claim changed")
+        return 0
+    table = Table(title=f"{args.old} -> {args.new}", title_justify="left")
+    for column in ("claim", "change", "old", "new"):
+        table.add_column(column, overflow="fold")
+    for c in changes:
+        table.add_row(c.claim, c.kind, c.old, c.new)
+    console.print(table)
+    return 1 if any(c.kind != "estimate" for c in changes) else 0
+
+
 def cmd_cache_clear(args: argparse.Namespace) -> int:
     from runner.cache import MeasurementCache, default_dir
 
@@ -287,6 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", help="measurement cache (default $HYPODSL_CACHE or .hypo-cache)"
     )
     run.set_defaults(func=cmd_run)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of results files")
+    schema.add_argument("--out", help="write it to this file instead")
+    schema.set_defaults(func=cmd_schema)
+
+    diff = sub.add_parser("diff", help="what changed between two results files (exit 1: verdicts)")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.set_defaults(func=cmd_diff)
 
     cache = sub.add_parser("cache", help="the measurement cache").add_subparsers(
         dest="cache_cmd", required=True
