@@ -80,6 +80,16 @@ class Measured:
     steps: list[int]  # every checkpoint of the run, ascending
 
 
+@dataclass(frozen=True)
+class Sides:
+    """Plug-in vectors of a prediction's two sides at a checkpoint (or averaged over a window);
+    `inner` is x of an equivalence `|x| < c`, else None."""
+
+    left: np.ndarray
+    right: np.ndarray
+    inner: np.ndarray | None
+
+
 @dataclass
 class Judged:
     """A prediction's evidence; `test` is None when it could not be judged (`reason` says why)."""
@@ -239,17 +249,19 @@ class Judge:
         except NotEvaluable as e:
             return Judged(reason=f"not evaluable: {e}")
 
-    def _test_at(
-        self, pred: p.TimedPrediction, step: int
-    ) -> tuple[stats.Test, np.ndarray, np.ndarray]:
-        left, right, _ = self.sides(pred.left, pred.right, step, pred.probe)
+    def _sides_at(self, pred: p.TimedPrediction, step: int) -> Sides:
+        left, right, keep = self.sides(pred.left, pred.right, step, pred.probe)
+        equiv = equivalence_bound(pred.left, pred.op, pred.right)
+        inner = None if equiv is None else self.sample(equiv[0], step, pred.probe, keep)
+        return Sides(left, right, inner)
+
+    def _test(self, pred: p.TimedPrediction, sides: Sides) -> stats.Test:
         n_clusters = self.m.resamplers[pred.probe].n_clusters
         equiv = equivalence_bound(pred.left, pred.op, pred.right)
         if equiv is not None:
-            keep = self._keep(step, pred.probe, [pred.left, pred.right])
-            inner = self.sample(equiv[0], step, pred.probe, keep)
-            return stats.equivalence(inner, equiv[1], self.confidence, n_clusters), left, right
-        return stats.compare(left - right, pred.op, self.confidence, n_clusters), left, right
+            assert sides.inner is not None
+            return stats.equivalence(sides.inner, equiv[1], self.confidence, n_clusters)
+        return stats.compare(sides.left - sides.right, pred.op, self.confidence, n_clusters)
 
     def _reads(self, step: int, probe: str, exprs: list[Expr]) -> dict[str, object]:
         keep = self._keep(step, probe, exprs)
@@ -288,7 +300,8 @@ class Judge:
         }
 
     def _at(self, pred: p.TimedPrediction, step: int) -> Judged:
-        test, left, right = self._test_at(pred, step)
+        sides = self._sides_at(pred, step)
+        test, left, right = self._test(pred, sides), sides.left, sides.right
         fields = {
             "step": step,
             "steps": (step,),
@@ -313,39 +326,26 @@ class Judge:
                 steps = [s for s in steps if s >= at]
         if not steps:
             raise NotEvaluable(f"window `{when.window}` holds no checkpoint of this run")
-        sides = [self.sides(pred.left, pred.right, s, pred.probe)[:2] for s in steps]
+        sides = [self._sides_at(pred, s) for s in steps]
         series = tuple(
-            self.series_point(s, lv, rv) for s, (lv, rv) in zip(steps, sides, strict=True)
+            self.series_point(s, x.left, x.right) for s, x in zip(steps, sides, strict=True)
         )
-        n_clusters = self.m.resamplers[pred.probe].n_clusters
         equiv = equivalence_bound(pred.left, pred.op, pred.right)
         if when.aggregate == "all":
-            tests = [self._test_at(pred, s)[0] for s in steps]
+            tests = [self._test(pred, x) for x in sides]
             if equiv is not None:
                 test = stats.every(tests, worst=lambda t: -abs(t.estimate))
             else:
                 sign = 1.0 if pred.op in (">", ">=") else -1.0
                 test = stats.every(tests, worst=lambda t: sign * t.estimate)
-            left, right = min(sides, key=lambda lr: _worst_key(lr, pred.op))
+            worst = min(sides, key=lambda x: _worst_key(x, pred.op))
+            left, right = worst.left, worst.right
         elif when.aggregate == "mean":
-            left = np.mean([lv for lv, _ in sides], axis=0)
-            right = np.mean([rv for _, rv in sides], axis=0)
-            if equiv is not None:
-                inner = np.mean(
-                    [
-                        self.sample(
-                            equiv[0],
-                            s,
-                            pred.probe,
-                            self._keep(s, pred.probe, [pred.left, pred.right]),
-                        )
-                        for s in steps
-                    ],
-                    axis=0,
-                )
-                test = stats.equivalence(inner, equiv[1], self.confidence, n_clusters)
-            else:
-                test = stats.compare(left - right, pred.op, self.confidence, n_clusters)
+            left = np.mean([x.left for x in sides], axis=0)
+            right = np.mean([x.right for x in sides], axis=0)
+            inners = [x.inner for x in sides if x.inner is not None]
+            inner = np.mean(inners, axis=0) if inners else None
+            test = self._test(pred, Sides(left, right, inner))
             test = dataclasses.replace(test, name=f"mean {test.name}")
         else:
             if len(steps) < MIN_TREND_POINTS:
@@ -353,11 +353,11 @@ class Judge:
                     f"a trend needs at least {MIN_TREND_POINTS} checkpoints; "
                     f"window `{when.window}` holds {len(steps)}"
                 )
-            diffs = np.stack([lv - rv for lv, rv in sides], axis=1)
+            diffs = np.stack([x.left - x.right for x in sides], axis=1)
             seed = [self.seed, len(steps)]
             test = stats.trend(np.asarray(steps, float), diffs, pred.op, self.confidence, seed)
-            left = np.mean([lv for lv, _ in sides], axis=0)
-            right = np.mean([rv for _, rv in sides], axis=0)
+            left = np.mean([x.left for x in sides], axis=0)
+            right = np.mean([x.right for x in sides], axis=0)
         fields = {
             "steps": tuple(steps),
             **self._sides_fields(left, right),
@@ -387,8 +387,7 @@ class Judge:
         return Judged(fields=fields, test=test)
 
 
-def _worst_key(sides: tuple[np.ndarray, np.ndarray], op: str) -> float:
+def _worst_key(sides: Sides, op: str) -> float:
     """Smallest at the checkpoint where the prediction is furthest from holding."""
-    left, right = sides
-    d = float(left[0] - right[0])
+    d = float(sides.left[0] - sides.right[0])
     return d if op in (">", ">=") else -d
