@@ -79,6 +79,7 @@ class _Compiler:
             probes=tuple(sc.probes.values()),
             confidence=header["confidence"],
             correction=header["correction"],
+            marks=tuple(header["marks"]),
             windows=tuple(sc.windows.values()),
             paths=tuple(sc.paths.values()),
             circuits=dict(sc.circuits),
@@ -94,6 +95,7 @@ class _Compiler:
             "runs": None,
             "confidence": 0.95,
             "correction": "holm",
+            "marks": [],
         }
         for st in spec.statements:
             match st:
@@ -116,6 +118,12 @@ class _Compiler:
                     header["confidence"] = st.level
                 case s.CorrectionDecl():
                     header["correction"] = st.method
+                case s.MarkDecl():
+                    for mark in st.names:
+                        if mark.text in header["marks"]:
+                            self.error(f"mark `{mark.text}` is given twice", mark.pos)
+                        else:
+                            header["marks"].append(mark.text)
                 case s.ProbeDecl():
                     self.declare_probe(st)
                 case s.WindowDecl():

@@ -21,6 +21,7 @@ _GROUP = {
     s.ProbeDecl: "probe",
     s.ConfidenceDecl: "probe",
     s.CorrectionDecl: "probe",
+    s.MarkDecl: "probe",
     s.WindowDecl: "window",
     s.PathDecl: "path",
     s.CircuitDecl: "path",
@@ -160,6 +161,8 @@ def statement_head(st: s.Statement) -> str:
             return f"confidence {number(level)}"
         case s.CorrectionDecl(method=method):
             return f"correction {method}"
+        case s.MarkDecl(names=names):
+            return "mark " + ", ".join(n.text for n in names)
         case s.WindowDecl(name=name, window=w):
             return f"window {name.text} = {window(w)}"
         case s.PathDecl(name=name, path=p):

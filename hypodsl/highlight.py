@@ -18,6 +18,7 @@ KEYWORDS = (
     "seed",
     "confidence",
     "correction",
+    "mark",
     "window",
     "path",
     "circuit",

@@ -253,6 +253,9 @@ class _ToSyntax(Transformer):
     def correction_decl(self, meta: Meta, c: list) -> s.CorrectionDecl:
         return s.CorrectionDecl(self._p(meta), str(c[0]))  # type: ignore[arg-type]
 
+    def mark_decl(self, meta: Meta, c: list) -> s.MarkDecl:
+        return s.MarkDecl(self._p(meta), tuple(self._name(x) for x in c))
+
     def window_decl(self, meta: Meta, c: list) -> s.WindowDecl:
         return s.WindowDecl(self._p(meta), self._name(c[0]), c[1])
 

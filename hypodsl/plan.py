@@ -259,6 +259,7 @@ class Plan(Frozen):
     probes: tuple[Probe, ...] = ()
     confidence: float = 0.95
     correction: Literal["holm", "bh", "none"] = "holm"
+    marks: tuple[str, ...] = ()  # pytest marks for every claim (`mark NAME, ...`)
     windows: tuple[Window, ...] = ()
     paths: tuple[PathPlan, ...] = ()
     circuits: dict[str, tuple[str, ...]] = Field(default_factory=dict)

@@ -73,6 +73,8 @@ def plan_tree(plan: Plan) -> Tree:
     if plan.runs:
         root.add(escape(f"runs {plan.runs.name} = {plan.runs.pattern}"))
     root.add(f"confidence {plan.confidence:g}, correction {plan.correction}")
+    if plan.marks:
+        root.add(escape("mark " + ", ".join(plan.marks)))
     for title, items in (
         (
             "probes",

@@ -267,6 +267,13 @@ class CorrectionDecl(Node):
 
 
 @dataclass(frozen=True)
+class MarkDecl(Node):
+    """`mark slow, nightly`: pytest marks on every claim of the spec."""
+
+    names: tuple[Name, ...]
+
+
+@dataclass(frozen=True)
 class WindowDecl(Node):
     name: Name
     window: Window
@@ -301,6 +308,7 @@ Statement = (
     | ProbeDecl
     | ConfidenceDecl
     | CorrectionDecl
+    | MarkDecl
     | WindowDecl
     | PathDecl
     | CircuitDecl

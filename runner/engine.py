@@ -18,6 +18,7 @@ import functools
 import glob
 import hashlib
 import multiprocessing
+import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -101,8 +102,10 @@ class Engine:
         jobs: int = 1,
         device: str = "cpu",
         threads: int | None = None,
+        trajectories: bool = False,
     ):
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
+        self.trajectories = trajectories  # measure every prediction at every checkpoint too
         self.config = read_config(run_dir)
         self.progress = progress or Silent()
         self.cache = MeasurementCache(cache_dir)
@@ -111,6 +114,8 @@ class Engine:
         self.measured_steps: dict[int, str] = {}  # step -> SHA-256 of the weights it read
         self.computed = 0  # quantities measured rather than read from the cache
         self.requested = 0  # quantities needed at readable checkpoints
+        self.seconds: dict[tuple[int, str, str], float] = {}  # wall time of each measured read
+        self.claim_seconds: dict[str, float] = {}  # measuring (shared reads split) and judging
         self.judge = Judge(plan, self._empty_measured(), self.resolve, seed)
 
     def resolve(self, ref: p.StepRef) -> int:
@@ -132,7 +137,7 @@ class Engine:
         """step -> probe -> quantity key -> quantity, for every prediction evaluated."""
         out: dict[int, dict[str, dict[str, p.QuantityExpr]]] = {}
         for _, pred in self.evaluable():
-            for step, probe, q in self.judge.reads(pred):
+            for step, probe, q in self.judge.reads(pred, self.trajectories):
                 out.setdefault(step, {}).setdefault(probe, {})[quantities.key(q)] = q
         return out
 
@@ -247,6 +252,8 @@ class Engine:
                 failures[outcome.step] = outcome.failure
                 continue
             self.measured_steps[outcome.step] = hashes[outcome.step]
+            for (probe, k), seconds in outcome.seconds.items():
+                self.seconds[(outcome.step, probe, k)] = seconds
             for (probe, k), v in outcome.values.items():
                 values[(outcome.step, probe, k)] = v
             for (probe, k), reason in outcome.errors.items():
@@ -265,17 +272,43 @@ class Engine:
             pred for claim in self.plan.claims if not claim.pending for pred in claim.predictions
         ]
         self.progress.phase("judge claims", len(preds))
+        judge_seconds: dict[int, float] = {}
         for pred in preds:
+            began = time.perf_counter()
             missing = unsupported_feature(pred)
-            judged[id(pred)] = (
-                Judged(reason=f"not evaluable: {missing}") if missing else self.judge.judge(pred)
-            )
+            if missing:
+                judged[id(pred)] = Judged(reason=f"not evaluable: {missing}")
+            else:
+                judged[id(pred)] = self.judge.judge(pred)
+                if self.trajectories:
+                    judged[id(pred)].fields["trajectories"] = self.judge.trajectories(pred)
+            judge_seconds[id(pred)] = time.perf_counter() - began
             self.progress.advance()
+        self._attribute_time(judge_seconds)
         tests = [j for j in judged.values() if j.test is not None]
         p_adj = stats.adjust([j.test.p_value for j in tests], self.plan.correction)  # type: ignore[union-attr]
         q_adj = stats.adjust([j.test.p_contrary for j in tests], self.plan.correction)  # type: ignore[union-attr]
         adjusted = {id(j): (a, b) for j, a, b in zip(tests, p_adj, q_adj, strict=True)}
         return tuple(self._claim_result(claim, judged, adjusted) for claim in self.plan.claims)
+
+    def _attribute_time(self, judge_seconds: dict[int, float]) -> None:
+        """Each claim's judging time plus its part of the measuring: a read several predictions
+        share is split evenly between them; a read from the cache costs nothing."""
+        readers: dict[tuple[int, str, str], list[str]] = {}
+        for claim, pred in self.evaluable():
+            slots = {
+                (s, on, quantities.key(q)) for s, on, q in self.judge.reads(pred, self.trajectories)
+            }
+            for slot in slots:
+                readers.setdefault(slot, []).append(claim.name)
+        totals = {claim.name: 0.0 for claim in self.plan.claims}
+        for claim in self.plan.claims:
+            for pred in claim.predictions:
+                totals[claim.name] += judge_seconds.get(id(pred), 0.0)
+        for slot, names in readers.items():
+            for name in names:
+                totals[name] += self.seconds.get(slot, 0.0) / len(names)
+        self.claim_seconds = totals
 
     def _claim_result(
         self,
@@ -335,21 +368,30 @@ def run_study(
     device: str = "cpu",
     threads: int | None = None,
     counts: dict[str, int] | None = None,
+    trajectories: bool = False,
+    seconds: dict[str, float] | None = None,
 ) -> results.StudyResult:
     """Judge a plan on one run, or on each run of a seed matrix and aggregate (k of n).
 
+    `trajectories` also measures every prediction at every checkpoint, for figures.
     `counts`, when given, receives how many quantities were `requested` and `computed` (the
-    rest came from the cache): kept out of the result, which must not depend on the cache.
+    rest came from the cache), and `seconds` each claim's wall time: both are kept out of the
+    result, which must not depend on the cache or the clock.
     """
     if not run_dirs:
         raise RunError("no run directory to evaluate")
     per_run = []
     for run_dir in run_dirs:
-        engine = Engine(plan, run_dir, seed, progress, cache_dir, jobs, device, threads)
+        engine = Engine(
+            plan, run_dir, seed, progress, cache_dir, jobs, device, threads, trajectories
+        )
         per_run.append((run_dir, *engine.run_claims()))
         if counts is not None:
             counts["requested"] = counts.get("requested", 0) + engine.requested
             counts["computed"] = counts.get("computed", 0) + engine.computed
+        if seconds is not None:
+            for name, t in engine.claim_seconds.items():
+                seconds[name] = seconds.get(name, 0.0) + t
     if len(run_dirs) == 1 and plan.runs is None:
         claims = per_run[0][1]
     else:

@@ -21,7 +21,7 @@ from hypodsl import plan as p
 from hypodsl.plan_view import expr_text
 from runner import stats
 from runner.measure import quantities
-from runner.results import BirthEstimate, Interval, SeriesPoint
+from runner.results import BirthEstimate, Interval, SeriesPoint, Trajectory
 
 Expr = p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr
 OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -133,11 +133,12 @@ class Judge:
         return [s for s in self.m.steps if lo <= s <= hi]
 
     def reads(
-        self, pred: p.TimedPrediction | p.BirthOrder
+        self, pred: p.TimedPrediction | p.BirthOrder, trajectory: bool = False
     ) -> Iterator[tuple[int, str, p.QuantityExpr]]:
-        """(step, probe, quantity) of every column the prediction needs."""
+        """(step, probe, quantity) of every column the prediction needs; with `trajectory`, at
+        every checkpoint of the run (what its figure draws)."""
         for steps, probe, exprs in self._parts(pred):
-            for step in steps:
+            for step in self.m.steps if trajectory else steps:
                 for expr in exprs:
                     for q in quantities_of(expr):
                         for col in columns(q):
@@ -215,6 +216,29 @@ class Judge:
             difference=finite(diff[0]),
             difference_interval=interval_of(diff, self.confidence),
         )
+
+    def trajectories(self, pred: p.TimedPrediction | p.BirthOrder) -> tuple[Trajectory, ...]:
+        """The prediction's sides at every checkpoint that has them: context for its figure,
+        never part of its test (a checkpoint that cannot be read is simply left out)."""
+        if isinstance(pred, p.BirthOrder):
+            parts = [(f"{expr_text(c.left)} {c.op} {expr_text(c.right)}", c) for c in (
+                pred.left, pred.right)]  # fmt: skip
+            return tuple(
+                Trajectory(label=label, points=self._points(c.left, c.right, c.probe))
+                for label, c in parts
+            )
+        label = f"{expr_text(pred.left)} {pred.op} {expr_text(pred.right)}"
+        return (Trajectory(label=label, points=self._points(pred.left, pred.right, pred.probe)),)
+
+    def _points(self, left: Expr, right: Expr, probe: str) -> tuple[SeriesPoint, ...]:
+        points = []
+        for step in self.m.steps:
+            try:
+                a, b, _ = self.sides(left, right, step, probe)
+            except (NotEvaluable, KeyError):  # KeyError: not measured at this step
+                continue
+            points.append(self.series_point(step, a, b))
+        return tuple(points)
 
     # --- births ----------------------------------------------------------------------------
 

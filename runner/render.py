@@ -1,8 +1,13 @@
-"""Rich renderables of results (pure functions, printed only by the CLI) and progress bars."""
+"""Rich renderables of results (pure functions, printed only by the CLI) and progress bars.
+
+Everything here fits an 80-column terminal: long cells fold instead of widening the table.
+"""
 
 from __future__ import annotations
 
-from rich.console import Console
+from collections.abc import Iterator, Sequence
+
+from rich.console import Console, Group, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -11,48 +16,159 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
-from runner.results import StudyResult
+from runner.gate import Check
+from runner.results import ClaimResult, PredictionResult, SeriesPoint, StudyResult
 
-STYLE = {"supported": "green", "negative": "red", "unsupported": "yellow"}
+STYLE = {"supported": "green", "negative": "red", "unsupported": "yellow", "next test": "blue"}
+MAX_SERIES_ROWS = 8
 
 
-def summary_table(result: StudyResult) -> Table:
+def verdict_text(claim: ClaimResult) -> Text:
+    if claim.pending:
+        return Text("Next test", style=STYLE["next test"])
+    text = Text(claim.verdict.capitalize(), style=STYLE[claim.verdict])
+    if claim.expect is not None and claim.expect != claim.verdict:
+        text.append(f" (expected {claim.expect})")
+    return text
+
+
+def num(x: float) -> str:
+    """Three significant digits; whole numbers (steps, counts) in full."""
+    if x.is_integer() and abs(x) < 1e7:
+        return str(int(x))
+    return f"{x:.3g}"
+
+
+def estimate_text(pred: PredictionResult) -> str:
+    if pred.estimate is None:
+        return "—"
+    if pred.interval is None:
+        return num(pred.estimate)
+    return f"{num(pred.estimate)} [{num(pred.interval.low)}, {num(pred.interval.high)}]"
+
+
+def summary_table(result: StudyResult, seconds: dict[str, float] | None = None) -> Table:
+    """Claim, verdict, estimate [interval] and threshold of its first prediction, and the
+    claim's wall time (its judging plus its share of the measuring) when `seconds` has it."""
     table = Table(title=result.study, title_justify="left")
-    table.add_column("claim", overflow="fold")
-    table.add_column("verdict")
-    table.add_column("estimate [interval]", overflow="fold")
-    table.add_column("threshold", justify="right")
-    table.add_column("n", justify="right")
+    table.add_column("claim", overflow="fold", ratio=3)
+    table.add_column("verdict", overflow="fold", ratio=2)
+    table.add_column("estimate [interval]", overflow="fold", ratio=4)
+    table.add_column("threshold", justify="right", overflow="fold", ratio=2)
+    if seconds is not None:
+        table.add_column("time", justify="right", no_wrap=True)
     for claim in result.claims:
+        row: list[RenderableType] = [claim.name, verdict_text(claim)]
         if claim.pending:
-            table.add_row(claim.name, "[blue]Next test[/]", "—", "—", "—")
-            continue
-        if not claim.predictions:
-            verdict = f"[{STYLE[claim.verdict]}]{claim.verdict.capitalize()}[/]"
-            table.add_row(claim.name, verdict, f"{len(claim.runs)} runs", "—", "—")
-            continue
-        first = claim.predictions[0]
-        estimate = "—" if first.estimate is None else f"{first.estimate:.3f}"
-        if first.estimate is not None and first.interval is not None:
-            estimate += f" [{first.interval.low:.3f}, {first.interval.high:.3f}]"
-        threshold = "—" if first.threshold is None else f"{first.threshold:.3f}"
-        verdict = f"[{STYLE[claim.verdict]}]{claim.verdict.capitalize()}[/]"
-        if claim.expect is not None and claim.expect != claim.verdict:
-            verdict += f" (expected {claim.expect})"
-        table.add_row(claim.name, verdict, estimate, threshold, str(first.n))
+            row += ["—", "—"]
+        elif not claim.predictions:
+            row += [f"{len(claim.runs)} runs", "—"]
+        else:
+            first = claim.predictions[0]
+            threshold = "—" if first.threshold is None else num(first.threshold)
+            row += [estimate_text(first), threshold]
+        if seconds is not None:
+            row.append("—" if claim.pending else f"{seconds.get(claim.name, 0.0):.1f} s")
+        table.add_row(*row)
     counts = result.counts()
     table.caption = "  ".join(f"{v.capitalize()}: {n}" for v, n in counts.items())
     return table
 
 
-def reasons_table(result: StudyResult) -> Table:
-    table = Table(show_header=True, title="Reasons", title_justify="left")
-    table.add_column("claim")
-    table.add_column("reason", overflow="fold")
-    for claim in result.claims:
-        table.add_row(claim.name, claim.reason)
+def claim_source(spec_text: str, line: int) -> str:
+    """The claim's lines in the spec: from its `claim` line to the brace that closes it."""
+    lines = spec_text.splitlines()[line - 1 :]
+    depth, out = 0, []
+    for text in lines:
+        out.append(text)
+        depth += text.count("{") - text.count("}")
+        if depth <= 0 and (out[0].rstrip().endswith("pending") or "{" in "".join(out)):
+            break
+    return "\n".join(out)
+
+
+def claim_details(claim: ClaimResult, spec_text: str | None = None) -> RenderableType:
+    """`-v`: the claim as written (highlighted), each prediction's series and reason."""
+    from hypodsl.highlight import HypLexer
+
+    parts: list[RenderableType] = [Text.assemble((claim.name, "bold"), "  ", verdict_text(claim))]
+    if spec_text is not None:
+        source = claim_source(spec_text, claim.line)
+        parts.append(
+            Syntax(source, HypLexer(), theme="ansi_dark", background_color="default",
+                   line_numbers=True, start_line=claim.line, word_wrap=True)
+        )  # fmt: skip
+    else:
+        parts.append(Text(claim.statement))
+    for run in claim.runs:
+        parts.append(Text(f"run {run.run}: {run.verdict.capitalize()} — {run.reason}"))
+    for pred in claim.predictions:
+        parts.append(Text(f"line {pred.line}: {pred.text}", style="bold"))
+        if pred.series:
+            parts.append(series_table(pred.series))
+        parts.append(Text(f"{pred.verdict.capitalize()}: {pred.reason}"))
+    parts.append(Text(f"claim: {claim.reason}", style="dim"))
+    return Group(*parts, Text(""))
+
+
+def series_table(series: Sequence[SeriesPoint]) -> Table:
+    """The checkpoints a prediction was tested at; long series keep their ends and an even
+    spread between."""
+    shown = list(_spread(len(series), MAX_SERIES_ROWS))
+    table = Table(box=None, padding=(0, 1), show_edge=False)
+    table.add_column("step", justify="right")
+    table.add_column("left side [interval]")
+    table.add_column("right side", justify="right")
+    table.add_column("left - right [interval]")
+    for i in shown:
+        pt = series[i]
+        table.add_row(
+            str(pt.step),
+            _value(pt.estimate, pt.interval),
+            "—" if pt.threshold is None else num(pt.threshold),
+            _value(pt.difference, pt.difference_interval),
+        )
+    if len(shown) < len(series):
+        table.caption = f"{len(shown)} of {len(series)} checkpoints shown"
+    return table
+
+
+def _value(x: float | None, ci) -> str:
+    if x is None:
+        return "—"
+    return num(x) if ci is None else f"{num(x)} [{num(ci.low)}, {num(ci.high)}]"
+
+
+def _spread(n: int, k: int) -> Iterator[int]:
+    if n <= k:
+        yield from range(n)
+        return
+    seen: set[int] = set()
+    for j in range(k):
+        i = round(j * (n - 1) / (k - 1))
+        if i not in seen:
+            seen.add(i)
+            yield i
+
+
+def gate_table(checks: Sequence[Check]) -> Table:
+    """The regressions of a CI gate: what each claim was expected to be, and what it is."""
+    table = Table(title="Regressions", title_justify="left", title_style="bold red")
+    table.add_column("claim", overflow="fold", ratio=3)
+    table.add_column("expected (by)", overflow="fold", ratio=3)
+    table.add_column("now", overflow="fold", ratio=2)
+    table.add_column("reason", overflow="fold", ratio=5)
+    for c in checks:
+        table.add_row(
+            f"{c.spec}:{c.line} {c.claim}",
+            f"{c.expected.capitalize()} ({c.source})",
+            Text(c.verdict.capitalize(), style=STYLE[c.verdict]),
+            c.reason,
+        )
     return table
 
 

@@ -1,7 +1,8 @@
-"""The Markdown claim ledger: a pure function of a `StudyResult`.
+"""The Markdown claim ledger: a pure function of a `StudyResult` (and where its figures are).
 
-Legend, summary, one row per claim, then per claim its statement, predictions with their
-evidence and reasons, and the provenance that reproduces the report. Plain GitHub Markdown.
+The verdict legend, a summary table, then per claim: its statement, its predictions as written
+in the spec, an evidence table, its figure, and the provenance of what it read; the study's
+provenance at the end. Plain GitHub Markdown: pipe tables, relative image links, no HTML.
 """
 
 from __future__ import annotations
@@ -27,14 +28,31 @@ LEGEND = (
 
 
 def fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3f}"
+    """Three decimals; whole numbers (steps, counts, constants) as they are."""
+    if x is None:
+        return "—"
+    return str(int(x)) if x.is_integer() and abs(x) < 1e7 else f"{x:.3f}"
 
 
 def interval(pred: PredictionResult) -> str:
-    return "—" if pred.interval is None else f"[{pred.interval.low:.3f}, {pred.interval.high:.3f}]"
+    return (
+        "—" if pred.interval is None else f"[{fmt(pred.interval.low)}, {fmt(pred.interval.high)}]"
+    )
 
 
-def render_markdown(result: StudyResult) -> str:
+def cell(text: str) -> str:
+    """Text safe inside a table cell: a `|` would end the cell, even inside backticks."""
+    return text.replace("|", "\\|")
+
+
+def render_markdown(
+    result: StudyResult,
+    figures: dict[str, str] | None = None,
+    spec_link: str | None = None,
+) -> str:
+    """`figures` maps claim names to their image paths relative to the report; `spec_link`
+    is the spec's path relative to the report, for links to each claim's line."""
+    figures = figures or {}
     counts = result.counts()
     lines = [
         f"# {result.study}",
@@ -53,7 +71,7 @@ def render_markdown(result: StudyResult) -> str:
         "|---|---|---|---|---|---|",
     ]
     for claim in result.claims:
-        link = f"[{claim.name}](#{claim.name.lower()})"
+        link = f"[{claim.name}](#{anchor(claim.name)})"
         if not claim.predictions:
             lines.append(f"| {link} | {_verdict(claim)} | — | — | — | {len(claim.runs) or '—'} |")
             continue
@@ -64,9 +82,14 @@ def render_markdown(result: StudyResult) -> str:
         )
     lines.append("")
     for claim in result.claims:
-        lines += _claim_section(claim)
+        lines += _claim_section(result, claim, figures.get(claim.name), spec_link)
     lines += _provenance(result)
     return "\n".join(lines) + "\n"
+
+
+def anchor(name: str) -> str:
+    """GitHub's heading anchor for a claim name (letters, digits, `_` and `-` kept)."""
+    return "".join(c for c in name.lower() if c.isalnum() or c in "_-")
 
 
 def _verdict(claim: ClaimResult) -> str:
@@ -78,7 +101,14 @@ def _verdict(claim: ClaimResult) -> str:
     return label
 
 
-def _claim_section(claim: ClaimResult) -> list[str]:
+def _line_ref(line: int, spec_link: str | None, spec: str) -> str:
+    return f"[{spec}:{line}]({spec_link}#L{line})" if spec_link else f"{spec}:{line}"
+
+
+def _claim_section(
+    result: StudyResult, claim: ClaimResult, figure: str | None, spec_link: str | None
+) -> list[str]:
+    spec = result.provenance.spec
     lines = [
         f"## {claim.name}",
         "",
@@ -87,26 +117,48 @@ def _claim_section(claim: ClaimResult) -> list[str]:
         f"Verdict: {_verdict(claim)} — {claim.reason}",
         "",
     ]
+    if claim.pending:
+        return [*lines, f"Stated at {_line_ref(claim.line, spec_link, spec)}; not run.", ""]
     if claim.runs:
         lines += ["| run | verdict | reason |", "|---|---|---|"]
-        lines += [f"| {r.run} | {VERDICT_LABEL[r.verdict]} | {r.reason} |" for r in claim.runs]
+        lines += [
+            f"| {r.run} | {VERDICT_LABEL[r.verdict]} | {cell(r.reason)} |" for r in claim.runs
+        ]
         lines.append("")
-        return lines
-    if not claim.predictions:
-        return lines
-    lines += [
-        "| prediction | steps | probe | estimate | interval | threshold | tested | p (adjusted) "
-        "| n (sequences) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for pred in claim.predictions:
-        lines.append(
-            f"| `{pred.text}` | {_steps(pred)} | {pred.probe} | {fmt(pred.estimate)} "
-            f"| {interval(pred)} | {fmt(pred.threshold)} | {_tested(pred)} | {_p(pred)} "
-            f"| {pred.n} ({pred.n_sequences}) | {VERDICT_LABEL[pred.verdict]} |"
-        )
-    lines += ["", *(f"- line {p.line}: {p.reason}" for p in claim.predictions), ""]
+    else:
+        lines += ["Predictions, as written in the spec:", ""]
+        lines += [
+            f"- {_line_ref(pred.line, spec_link, spec)} `{pred.text}` — "
+            f"**{VERDICT_LABEL[pred.verdict]}**: {pred.reason}"
+            for pred in claim.predictions
+        ]
+        lines += ["", *_evidence(claim.predictions)]
+    if figure:
+        lines += [f"![{claim.name}: the quantity across checkpoints]({figure})", ""]
+    lines += [f"Provenance: {_claim_provenance(result, claim, spec_link)}", ""]
     return lines
+
+
+def _evidence(preds: tuple[PredictionResult, ...]) -> list[str]:
+    """One column per prediction, one row per piece of evidence."""
+    if not preds:
+        return []
+    rows = [
+        ("checkpoints", [_steps(p) for p in preds]),
+        ("probe (reads, sequences)", [f"{p.probe} ({p.n}, {p.n_sequences})" for p in preds]),
+        ("left side", [f"{fmt(p.estimate)} {interval(p)}" for p in preds]),
+        ("right side", [fmt(p.threshold) for p in preds]),
+        ("ratio", [_ratio(p) for p in preds]),
+        ("test", [_tested(p) for p in preds]),
+        ("p (adjusted)", [_p(p) for p in preds]),
+        ("effect size", [fmt(p.effect_size) for p in preds]),
+        ("births", [_births(p) for p in preds]),
+    ]
+    rows = [(name, values) for name, values in rows if any(v != "—" for v in values)]
+    head = ["evidence", *(f"line {p.line}" for p in preds)]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join([name, *(cell(v) for v in values)]) + " |" for name, values in rows]
+    return [*out, ""]
 
 
 def _steps(pred: PredictionResult) -> str:
@@ -117,12 +169,20 @@ def _steps(pred: PredictionResult) -> str:
     return f"{pred.steps[0]}–{pred.steps[-1]} ({len(pred.steps)})"
 
 
+def _ratio(pred: PredictionResult) -> str:
+    if pred.ratio is None:
+        return "—"
+    ci = pred.ratio_interval
+    return fmt(pred.ratio) + ("" if ci is None else f" [{fmt(ci.low)}, {fmt(ci.high)}]")
+
+
 def _tested(pred: PredictionResult) -> str:
     if pred.statistic_value is None or pred.test is None:
         return "—"
     ci = pred.statistic_interval
-    span = "" if ci is None else f" [{ci.low:.3f}, {ci.high:.3f}]"
-    return f"{pred.test}: {pred.statistic_value:.3f}{span}"
+    span = "" if ci is None else f" [{fmt(ci.low)}, {fmt(ci.high)}]"
+    on = f" on {pred.statistic}" if pred.statistic else ""
+    return f"{pred.test}{on}: {fmt(pred.statistic_value)}{span}"
 
 
 def _p(pred: PredictionResult) -> str:
@@ -130,6 +190,35 @@ def _p(pred: PredictionResult) -> str:
         return "—"
     adjusted = "" if pred.p_adjusted is None else f" ({pred.p_adjusted:.2g})"
     return f"{pred.p_value:.2g}{adjusted}"
+
+
+def _births(pred: PredictionResult) -> str:
+    if not pred.births:
+        return "—"
+    parts = []
+    for b in pred.births:
+        when = "not born" if b.step is None else f"step {b.step}"
+        low = "—" if b.interval_low is None else f"{b.interval_low:g}"
+        high = "never" if b.interval_high is None else f"{b.interval_high:g}"
+        parts.append(f"`{b.condition}`: {when} [{low}, {high}]")
+    return "; ".join(parts)
+
+
+def _claim_provenance(result: StudyResult, claim: ClaimResult, spec_link: str | None) -> str:
+    spec = result.provenance.spec
+    where = _line_ref(claim.line, spec_link, spec)
+    steps = sorted({s for pred in claim.predictions for s in pred.steps})
+    if claim.runs:
+        return f"{where}; runs {', '.join(r.run for r in claim.runs)}"
+    if not steps:
+        return f"{where}; no checkpoint read"
+    hashes = {s: h for run in result.provenance.runs for s, h in run.checkpoints.items()}
+    shown = steps if len(steps) <= 3 else [steps[0], steps[-1]]
+    ids = ", ".join(
+        f"{s} `{hashes[s][:12]}`" if s in hashes else f"{s} (unreadable)" for s in shown
+    )
+    more = "" if len(steps) <= 3 else f" ({len(steps)} checkpoints; first and last shown)"
+    return f"{where}; checkpoints {ids}{more}; bootstrap seed {result.provenance.seed}"
 
 
 def _provenance(result: StudyResult) -> list[str]:

@@ -33,6 +33,14 @@ class SeriesPoint(Frozen):
     difference_interval: Interval | None
 
 
+class Trajectory(Frozen):
+    """A prediction's sides at every checkpoint of the run, drawn in its figure; `label` is the
+    condition (a birth order has one per birth). Context only: never part of the test."""
+
+    label: str
+    points: tuple[SeriesPoint, ...]
+
+
 class BirthEstimate(Frozen):
     """A condition's birth step; None when it is not born by the last checkpoint."""
 
@@ -66,6 +74,7 @@ class PredictionResult(Frozen):
     n_sequences: int = 0
     series: tuple[SeriesPoint, ...] = ()
     births: tuple[BirthEstimate, ...] = ()
+    trajectories: tuple[Trajectory, ...] = ()  # only when the run asked for figures
 
 
 class RunVerdict(Frozen):

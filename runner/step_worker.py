@@ -10,7 +10,8 @@ written to the cache.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ class StepOutcome:
     errors: dict[Slot, str]
     failure: str | None  # the checkpoint could not be loaded: every request fails with this
     computed: int  # quantities measured (not read from the cache)
+    seconds: dict[Slot, float] = field(default_factory=dict)  # wall time of each measured slot
 
 
 def load_probe(split: dataset.Split, probe: p.Probe) -> dataset.Split:
@@ -100,6 +102,7 @@ def measure_step(task: StepTask) -> StepOutcome:
             values[slot] = hit
     if not missing:
         return StepOutcome(task.step, values, errors, None, 0)
+    started = time.perf_counter()
     if task.threads:
         torch.set_num_threads(task.threads)
     config = read_config(task.run_dir)
@@ -132,6 +135,9 @@ def measure_step(task: StepTask) -> StepOutcome:
         later = [s for s in task.steps if s > step]
         return min(later) if later else None
 
+    seconds: dict[Slot, float] = {}
+    # Loading is shared: each measured slot carries an equal part of it.
+    load_share = (time.perf_counter() - started) / len(missing)
     for probe in sorted({probe for probe, _ in missing}):
         ctx = quantities.QuantityContext(
             model=model,
@@ -144,13 +150,15 @@ def measure_step(task: StepTask) -> StepOutcome:
             other_probe=batch,
         )
         for slot in [s for s in missing if s[0] == probe]:
+            began = time.perf_counter()
             value = _measure_one(ctx, task.requests[probe][slot[1]], task.device)
+            seconds[slot] = load_share + time.perf_counter() - began
             if isinstance(value, str):
                 errors[slot] = value
             else:
                 values[slot] = value
             cache.put(task.cache_keys[slot], value)
-    return StepOutcome(task.step, values, errors, None, len(missing))
+    return StepOutcome(task.step, values, errors, None, len(missing), seconds)
 
 
 def _measure_one(

@@ -155,6 +155,7 @@ statement = st.one_of(
     ),
     st.floats(0, 1, allow_nan=False).map(lambda v: s.ConfidenceDecl(P, v)),
     st.sampled_from(["holm", "bh", "none"]).map(lambda m: s.CorrectionDecl(P, m)),
+    st.lists(name, min_size=1, max_size=3).map(lambda ns: s.MarkDecl(P, tuple(ns))),
     st.builds(lambda n, w: s.WindowDecl(P, n, w), name, window),
     st.builds(lambda n, x: s.PathDecl(P, n, x), name, path_expr),
     st.builds(
