@@ -109,8 +109,9 @@ def _draw_trajectory(
     points = _points(trajectory.points)
     steps = [pt.step for pt in points]
     values = [pt.estimate for pt in points if pt.estimate is not None]
-    ax.plot(steps, values, color=colour, marker="o", markersize=2.5, linewidth=1.3,
-            label=label or None)  # fmt: skip
+    ax.plot(
+        steps, values, color=colour, marker="o", markersize=2.5, linewidth=1.3, label=label or None
+    )
     banded = [pt for pt in points if pt.interval is not None]
     if banded:
         ax.fill_between(
@@ -127,18 +128,28 @@ def _draw_trajectory(
     levels = {round(r, 12) for _, r in rights}
     if len(levels) == 1:
         level = rights[0][1]
-        ax.axhline(level, color=colour if own_threshold else "#57606a", linestyle="--",
-                   linewidth=1, label=f"threshold {level:g}")  # fmt: skip
+        ax.axhline(
+            level,
+            color=colour if own_threshold else "#57606a",
+            linestyle="--",
+            linewidth=1,
+            label=f"threshold {level:g}",
+        )
     else:
-        ax.plot([s for s, _ in rights], [r for _, r in rights], color=colour, linestyle="--",
-                linewidth=1, label="right side")  # fmt: skip
+        ax.plot(
+            [s for s, _ in rights],
+            [r for _, r in rights],
+            color=colour,
+            linestyle="--",
+            linewidth=1,
+            label="right side",
+        )
 
 
 def _draw_birth(ax: Axes, birth: BirthEstimate, colour: str) -> None:
     if birth.step is None:
         return
-    ax.axvline(birth.step, color=colour, linestyle="-.", linewidth=1.2,
-               label=f"birth {birth.step}")  # fmt: skip
+    ax.axvline(birth.step, color=colour, linestyle="-.", linewidth=1.2, label=f"birth {birth.step}")
     low = birth.interval_low
     high = birth.interval_high
     if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
@@ -150,8 +161,14 @@ def _mark_tested_steps(ax: Axes, pred: PredictionResult, colour: str) -> None:
     if pred.test == "birth order" or not pred.steps:
         return
     if len(pred.steps) > 1:
-        ax.axvspan(pred.steps[0], pred.steps[-1], color=colour, alpha=0.1, linewidth=0,
-                   label=f"window {pred.steps[0]}–{pred.steps[-1]}")  # fmt: skip
+        ax.axvspan(
+            pred.steps[0],
+            pred.steps[-1],
+            color=colour,
+            alpha=0.1,
+            linewidth=0,
+            label=f"window {pred.steps[0]}–{pred.steps[-1]}",
+        )
         return
     point = next((pt for pt in pred.series if pt.step == pred.steps[0]), None)
     if point is None or point.estimate is None:
@@ -159,9 +176,18 @@ def _mark_tested_steps(ax: Axes, pred: PredictionResult, colour: str) -> None:
     err = None
     if point.interval is not None:
         err = [[point.estimate - point.interval.low], [point.interval.high - point.estimate]]
-    ax.errorbar([point.step], [point.estimate], yerr=err, fmt="o", markersize=7,
-                markerfacecolor="none", markeredgecolor=colour, ecolor=colour, capsize=3,
-                label=f"tested at step {point.step}")  # fmt: skip
+    ax.errorbar(
+        [point.step],
+        [point.estimate],
+        yerr=err,
+        fmt="o",
+        markersize=7,
+        markerfacecolor="none",
+        markeredgecolor=colour,
+        ecolor=colour,
+        capsize=3,
+        label=f"tested at step {point.step}",
+    )
 
 
 def _shorten(text: str, width: int) -> str:

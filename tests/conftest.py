@@ -9,6 +9,8 @@ import torch
 
 torch.set_num_threads(2)
 
+pytest_plugins = ["pytester"]
+
 SMALL_DATA = {
     "train": 500,
     "val_iid": 64,

@@ -150,3 +150,13 @@ def test_language_package_does_not_import_torch():
     code = "import sys, hypodsl.cli, hypodsl.compiler; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_marks_compile_to_the_plan_and_a_repeated_mark_is_an_error():
+    text = 'study "S"\nmark slow, nightly\nprobe iid = split test_iid n 4\n'
+    claim = 'claim a "t" { at final on iid: accuracy > 0.5 }\n'
+    assert compile_text(text + claim).marks == ("slow", "nightly")
+    with pytest.raises(HypValidationError) as info:
+        compile_text(text + "mark slow\n" + claim)
+    assert (info.value.pos.line, info.value.pos.column) == (4, 6)
+    assert info.value.message == "mark `slow` is given twice"

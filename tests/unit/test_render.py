@@ -89,8 +89,9 @@ def test_every_demo_claim_and_a_seed_matrix_claim_draw_a_png():
         update={
             "predictions": (),
             "runs": tuple(
-                RunVerdict(run=f"seed-{i}", verdict="supported", reason="r",
-                           predictions=first.predictions)  # fmt: skip
+                RunVerdict(
+                    run=f"seed-{i}", verdict="supported", reason="r", predictions=first.predictions
+                )
                 for i in range(3)
             ),
         }
