@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from hypodsl.errors import HypError, format_error
+from hypodsl.errors import HypError, UserError, format_error
 
 if TYPE_CHECKING:
     from hypodsl.plan import ClaimPlan, Plan
@@ -111,7 +111,7 @@ class SpecFile(pytest.File):
             return compile_spec(parse(text, name), text, signature, sources=sources), run_dirs
         except HypError as e:
             raise SpecProblem(format_error(e, sources)) from None
-        except RunError as e:
+        except (RunError, OSError) as e:
             raise SpecProblem(f"{name}: {e}") from None
 
     def _display_path(self) -> str:
@@ -131,7 +131,6 @@ class SpecFile(pytest.File):
             raise SpecProblem(self._failure)
         if self._result is None:
             from runner.engine import run_study
-            from runner.rundir import RunError
 
             config = self.config
             try:
@@ -142,7 +141,7 @@ class SpecFile(pytest.File):
                     jobs=max(1, config.getoption("hypo_jobs")),
                     threads=config.getoption("hypo_threads"),
                 )
-            except RunError as e:
+            except UserError as e:  # a run, config or checkpoint that cannot be used
                 self._failure = f"{self._display_path()}: {e}"
                 raise SpecProblem(self._failure) from None
         return self._result

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hypodsl.errors import UserError
 from runner.atomic import atomic_write_text
 from runner.results import ClaimResult, StudyResult, Verdict
 
@@ -27,7 +28,7 @@ Status = Literal["ok", "improved", "regression"]
 Source = Literal["expect", "baseline", "default"]
 
 
-class BaselineError(Exception):
+class BaselineError(UserError):
     """A baseline file that cannot be read; the message names the file and the field."""
 
 

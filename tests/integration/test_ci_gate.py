@@ -35,12 +35,15 @@ claim next_one "A claim for later" pending
 def project(tiny_run: Path, tmp_path: Path) -> Path:
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "tiny.hyp").write_text(SPEC.format(run=tiny_run))
+    # a file of shared declarations: no claims, so neither `hypo run specs/` nor pytest runs it
+    (tmp_path / "specs" / "shared.hyp").write_text("probe iid = split test_iid n 8\n")
     return tmp_path
 
 
 def gate(project: Path, *extra: str) -> int:
-    spec = str(project / "specs" / "tiny.hyp")
-    return main(["run", spec, "--baseline", str(project / "baseline.json"), *extra])
+    """`hypo run specs/ --baseline baseline.json ...`: every spec under the directory."""
+    specs = str(project / "specs")
+    return main(["run", specs, "--baseline", str(project / "baseline.json"), *extra])
 
 
 def change_expectation(project: Path) -> None:
@@ -111,8 +114,8 @@ def run_pytest(pytester: pytest.Pytester, project: Path, *args: str) -> pytest.R
     pytester.chdir()
     pytester.makeini("[pytest]\nmarkers =\n    tinyspec: the tiny spec\n")
     (pytester.path / "specs").mkdir(exist_ok=True)
-    spec = (project / "specs" / "tiny.hyp").read_text()
-    (pytester.path / "specs" / "tiny.hyp").write_text(spec)
+    for spec in (project / "specs").glob("*.hyp"):
+        (pytester.path / "specs" / spec.name).write_text(spec.read_text())
     return pytester.runpytest("specs/", "-p", "no:cacheprovider", *args)
 
 

@@ -1,0 +1,195 @@
+"""`hypo run`: evaluate specs, print their verdicts, write reports, gate against a baseline.
+
+Every spec is compiled (against its run's signature) before any is run, so an error costs no
+measuring. Exit codes: 0 every verdict as expected; 1 a claim misses its `expect` or, with
+`--baseline`, regressed (see runner.gate); 2 bad input. Files of shared declarations (no claims)
+are skipped, so `hypo run specs/` runs every study under the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hypodsl.cli import (
+    SpecError,
+    UsageError,
+    console,
+    err_console,
+    load_plan,
+    read_spec,
+    set_threads,
+)
+from hypodsl.plan import Plan
+
+if TYPE_CHECKING:
+    from runner.gate import Baseline, Check
+    from runner.results import StudyResult
+
+
+def _run_dirs(run: str | None, spec: Path, plan: Plan) -> list[Path]:
+    """--run, else the spec's `run`, else every run its `runs` glob matches."""
+    if run:
+        return [Path(run)]
+    if plan.run is not None:
+        return [Path(plan.run.path)]
+    if plan.runs is not None:
+        from runner.engine import matrix_runs
+
+        return matrix_runs(plan, Path.cwd())
+    raise UsageError(f"{spec}: the spec declares no `run` or `runs`; pass --run RUN_DIR")
+
+
+def expand_specs(names: list[str]) -> list[Path]:
+    """Spec files as given; a directory stands for every `.hyp` file under it, sorted."""
+    out: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(path.rglob("*.hyp"))
+            if not found:
+                raise UsageError(f"{path}: no .hyp files in this directory")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
+def _compile_for_run(spec: Path, run: str | None) -> tuple[Plan, list[Path]]:
+    """The spec compiled against its run's signature, and the run directories to evaluate."""
+    from runner.rundir import RunError, read_signature
+
+    plan = load_plan(spec, None)
+    if not plan.claims:  # a file of shared declarations, imported by specs
+        return plan, []
+    try:
+        run_dirs = _run_dirs(run, spec, plan)
+        return load_plan(spec, read_signature(run_dirs[0])), run_dirs
+    except RunError as e:
+        raise UsageError(f"{spec}: {e}") from None
+
+
+def run_specs(args: argparse.Namespace) -> int:
+    """`hypo run`: see the module docstring for what it prints and returns."""
+    from runner.cache import default_dir
+    from runner.engine import resolve_device
+    from runner.gate import Baseline, BaselineError
+    from runner.rundir import RunError
+
+    set_threads(args.threads)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: expected a positive number of processes")
+    if args.update_baseline and not args.baseline:
+        raise UsageError("--update-baseline: name the file with --baseline FILE")
+    specs = expand_specs(args.specs)
+    stems = [x.stem for x in specs]
+    if len(set(stems)) < len(stems):
+        raise UsageError("two specs share a file name; reports and baselines are named by it")
+    try:
+        device = resolve_device(args.device)
+    except RunError as e:
+        raise UsageError(str(e)) from None
+    baseline = None
+    if args.baseline:
+        try:
+            if args.update_baseline and not Path(args.baseline).exists():
+                baseline = Baseline.empty()
+            else:
+                baseline = Baseline.load(Path(args.baseline))
+        except BaselineError as e:
+            raise UsageError(str(e)) from None
+    compiled, failed = [], 0
+    for spec in specs:  # every spec is checked before any is run: errors cost no time
+        try:
+            plan, run_dirs = _compile_for_run(spec, args.run)
+        except (SpecError, UsageError) as e:
+            err_console.print(str(e) if isinstance(e, SpecError) else f"error: {e}", markup=False)
+            failed += 1
+            continue
+        if run_dirs:
+            compiled.append((spec, plan, run_dirs))
+    if failed:
+        return 2
+    if not compiled:
+        raise UsageError(f"{' '.join(args.specs)}: no spec with claims")
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_dir()
+    regressions, unmet = [], []
+    for spec, plan, run_dirs in compiled:
+        result = _run_one(args, spec, plan, run_dirs, device, cache_dir)
+        if baseline is None:
+            unmet += [c.name for c in result.claims if c.meets_expectation is False]
+            continue
+        regressions += _gate(spec, result, baseline, args.update_baseline)
+    if baseline is not None and args.update_baseline:
+        baseline.save(Path(args.baseline))
+        console.print(f"baseline: recorded {len(compiled)} spec(s) in {args.baseline}")
+    if unmet:
+        err_console.print(f"verdicts differ from `expect`: {', '.join(unmet)}")
+        return 1
+    if regressions:
+        from runner.render import gate_table
+
+        console.print(gate_table(regressions))
+        err_console.print(
+            f"{len(regressions)} claim(s) regressed: {', '.join(c.claim for c in regressions)}"
+        )
+        return 1
+    return 0
+
+
+def _run_one(
+    args: argparse.Namespace,
+    spec: Path,
+    plan: Plan,
+    run_dirs: list[Path],
+    device: str,
+    cache_dir: Path | None,
+) -> StudyResult:
+    from runner.engine import run_study
+    from runner.render import RichProgress, claim_details, summary_table
+    from runner.report_files import write_reports
+
+    counts: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    figures = bool(args.report) and not args.no_figures
+    started = time.perf_counter()
+    with RichProgress(console) as progress:
+        result = run_study(
+            plan, run_dirs, seed=args.seed, progress=progress, cache_dir=cache_dir,
+            jobs=args.jobs, device=device, threads=args.threads, counts=counts,
+            trajectories=figures, seconds=seconds,
+        )  # fmt: skip
+    if args.verbose:
+        text = read_spec(spec)
+        for claim in result.claims:
+            console.print(claim_details(claim, text))
+    console.print(summary_table(result, seconds))
+    cached = counts.get("requested", 0) - counts.get("computed", 0)
+    console.print(
+        f"{counts.get('requested', 0)} measurements ({cached} from the cache) on {device} "
+        f"in {time.perf_counter() - started:.1f} s",
+        soft_wrap=True,
+    )
+    if args.report:
+        written = write_reports(result, Path(args.report), spec.stem, spec, figures)
+        console.print(f"report: {written.markdown} ({len(written.figures)} figures)")
+    return result
+
+
+def _gate(spec: Path, result: StudyResult, baseline: Baseline, update: bool) -> list[Check]:
+    """Regressions of one spec against the baseline; with `update`, the baseline is rewritten
+    instead, and only a claim that misses its own `expect` still fails."""
+    from runner.gate import check_study
+
+    checks = check_study(spec.stem, result, baseline)
+    for c in checks:
+        if c.status == "improved" and not update:
+            console.print(f"[blue]notice[/]: {c.message}", soft_wrap=True)
+    for name in baseline.removed(spec.stem, result):
+        console.print(f"[blue]notice[/]: {name}: in the baseline, no longer in {spec}")
+    if update:
+        baseline.record(spec.stem, result)
+        return [c for c in checks if c.status == "regression" and c.source == "expect"]
+    return [c for c in checks if c.status == "regression"]
