@@ -57,7 +57,7 @@ def expand_specs(names: list[str]) -> list[Path]:
     return out
 
 
-def _compile_for_run(spec: Path, run: str | None) -> tuple[Plan, list[Path]]:
+def compile_for_run(spec: Path, run: str | None) -> tuple[Plan, list[Path]]:
     """The spec compiled against its run's signature, and the run directories to evaluate."""
     from runner.rundir import RunError, read_signature
 
@@ -103,7 +103,7 @@ def run_specs(args: argparse.Namespace) -> int:
     compiled, failed = [], 0
     for spec in specs:  # every spec is checked before any is run: errors cost no time
         try:
-            plan, run_dirs = _compile_for_run(spec, args.run)
+            plan, run_dirs = compile_for_run(spec, args.run)
         except (SpecError, UsageError) as e:
             err_console.print(str(e) if isinstance(e, SpecError) else f"error: {e}", markup=False)
             failed += 1

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from hypodsl.errors import HypError, UserError, format_error
+from hypodsl.errors import UserError
 
 if TYPE_CHECKING:
     from hypodsl.plan import ClaimPlan, Plan
@@ -85,38 +85,19 @@ class SpecFile(pytest.File):
             yield item
 
     def _compile(self) -> tuple[Plan, list[Path]]:
-        from hypodsl.compiler import compile_spec
-        from hypodsl.parser import parse
-        from runner.engine import matrix_runs
-        from runner.rundir import RunError, read_signature
+        """As `hypo run` does: paths relative to the working directory, the spec compiled
+        against its run's signature; a file without claims has no run to resolve."""
+        from hypodsl.cli import SpecError
+        from hypodsl.cli_run import compile_for_run
 
-        text = self.path.read_text()
-        name = self._display_path()
-        sources = {name: text}
-        base = self.config.invocation_params.dir
         try:
-            plan = compile_spec(parse(text, name), text, None, sources=sources)
-            if not plan.claims:  # a file of shared declarations, imported by specs
-                return plan, []
-            option = self.config.getoption("hypo_run")
-            if option:
-                run_dirs = [base / option]
-            elif plan.run is not None:
-                run_dirs = [base / plan.run.path]
-            elif plan.runs is not None:
-                run_dirs = matrix_runs(plan, base)
-            else:
-                raise SpecProblem(f"{name}: the spec declares no `run`; pass --hypo-run DIR")
-            signature = read_signature(run_dirs[0])
-            return compile_spec(parse(text, name), text, signature, sources=sources), run_dirs
-        except HypError as e:
-            raise SpecProblem(format_error(e, sources)) from None
-        except (RunError, OSError) as e:
-            raise SpecProblem(f"{name}: {e}") from None
+            return compile_for_run(Path(self._display_path()), self.config.getoption("hypo_run"))
+        except (SpecError, UserError) as e:  # file:line:col, or a run that cannot be used
+            raise SpecProblem(str(e)) from None
 
     def _display_path(self) -> str:
         try:
-            return self.path.relative_to(self.config.invocation_params.dir).as_posix()
+            return self.path.relative_to(Path.cwd()).as_posix()
         except ValueError:
             return str(self.path)
 

@@ -54,6 +54,11 @@ def quantities_of(expr: Expr) -> list[p.QuantityExpr]:
     return []
 
 
+def condition_text(c: p.Condition) -> str:
+    """`left op right` as written (the probe left out)."""
+    return f"{expr_text(c.left)} {c.op} {expr_text(c.right)}"
+
+
 def equivalence_bound(left: Expr, op: str, right: Expr) -> tuple[Expr, float] | None:
     """`|x| < c` (or `c > |x|`) with a positive constant c: (x, c) for two one-sided tests."""
     if op in (">", ">="):
@@ -221,14 +226,14 @@ class Judge:
         """The prediction's sides at every checkpoint that has them: context for its figure,
         never part of its test (a checkpoint that cannot be read is simply left out)."""
         if isinstance(pred, p.BirthOrder):
-            parts = [(f"{expr_text(c.left)} {c.op} {expr_text(c.right)}", c) for c in (
-                pred.left, pred.right)]  # fmt: skip
-            return tuple(
-                Trajectory(label=label, points=self._points(c.left, c.right, c.probe))
-                for label, c in parts
-            )
-        label = f"{expr_text(pred.left)} {pred.op} {expr_text(pred.right)}"
-        return (Trajectory(label=label, points=self._points(pred.left, pred.right, pred.probe)),)
+            conditions = [pred.left, pred.right]
+        else:
+            conditions = [p.Condition(left=pred.left, op=pred.op, right=pred.right,
+                                      probe=pred.probe)]  # fmt: skip
+        return tuple(
+            Trajectory(label=condition_text(c), points=self._points(c.left, c.right, c.probe))
+            for c in conditions
+        )
 
     def _points(self, left: Expr, right: Expr, probe: str) -> tuple[SeriesPoint, ...]:
         points = []
@@ -253,9 +258,8 @@ class Judge:
 
     def birth_estimate(self, condition: p.Condition, born: np.ndarray) -> BirthEstimate:
         ci = stats.order_interval(born, self.confidence)
-        text = f"{expr_text(condition.left)} {condition.op} {expr_text(condition.right)}"
         return BirthEstimate(
-            condition=text,
+            condition=condition_text(condition),
             step=int(born[0]) if math.isfinite(born[0]) else None,
             interval_low=finite(ci.low),
             interval_high=finite(ci.high),

@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.gate import Check
+from runner.report import fmt
 from runner.results import ClaimResult, PredictionResult, SeriesPoint, StudyResult
 
 STYLE = {"supported": "green", "negative": "red", "unsupported": "yellow", "next test": "blue"}
@@ -37,10 +38,8 @@ def verdict_text(claim: ClaimResult) -> Text:
 
 
 def num(x: float) -> str:
-    """Three significant digits; whole numbers (steps, counts) in full."""
-    if x.is_integer() and abs(x) < 1e7:
-        return str(int(x))
-    return f"{x:.3g}"
+    """Three significant digits: the terminal is narrower than the ledger."""
+    return fmt(x, ".3g")
 
 
 def estimate_text(pred: PredictionResult) -> str:

@@ -27,11 +27,11 @@ LEGEND = (
 )
 
 
-def fmt(x: float | None) -> str:
-    """Three decimals; whole numbers (steps, counts, constants) as they are."""
+def fmt(x: float | None, style: str = ".3f") -> str:
+    """A number in `style`; whole numbers (steps, counts, constants) as they are; None as —."""
     if x is None:
         return "—"
-    return str(int(x)) if x.is_integer() and abs(x) < 1e7 else f"{x:.3f}"
+    return str(int(x)) if x.is_integer() and abs(x) < 1e7 else format(x, style)
 
 
 def interval(pred: PredictionResult) -> str:
