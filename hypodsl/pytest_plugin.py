@@ -45,6 +45,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--hypo-seed", type=int, default=0, metavar="N", help="bootstrap seed")
     group.addoption("--hypo-threads", type=int, default=None, metavar="N", help="torch CPU threads")
+    group.addoption(
+        "--hypo-cache-dir",
+        metavar="DIR",
+        help="measurement cache shared with `hypo run` (default $HYPODSL_CACHE or .hypo-cache)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -111,9 +116,11 @@ class SpecFile(pytest.File):
         if self._failure is not None:
             raise SpecProblem(self._failure)
         if self._result is None:
+            from runner.cache import default_dir
             from runner.engine import run_study
 
             config = self.config
+            cache_dir = config.getoption("hypo_cache_dir")
             try:
                 self._result = run_study(
                     self.plan,
@@ -121,6 +128,7 @@ class SpecFile(pytest.File):
                     seed=config.getoption("hypo_seed"),
                     jobs=max(1, config.getoption("hypo_jobs")),
                     threads=config.getoption("hypo_threads"),
+                    cache_dir=Path(cache_dir) if cache_dir else default_dir(),
                 )
             except UserError as e:  # a run, config or checkpoint that cannot be used
                 self._failure = f"{self._display_path()}: {e}"

@@ -144,8 +144,12 @@ def test_the_same_scenario_through_pytest(pytester: pytest.Pytester, project: Pa
 
 
 def test_pytest_selection_marks_and_junitxml(pytester: pytest.Pytester, project: Path):
-    result = run_pytest(pytester, project, "-k", "low_loss", "--junitxml=out.xml")
+    cache = pytester.path / "cache"
+    result = run_pytest(
+        pytester, project, "-k", "low_loss", "--junitxml=out.xml", "--hypo-cache-dir", str(cache)
+    )
     result.assert_outcomes(passed=1)
+    assert list(cache.rglob("*.npy"))  # measurements go to the cache `hypo run` shares
     cases = ET.parse(pytester.path / "out.xml").getroot().iter("testcase")
     assert [c.get("name") for c in cases] == ["low_loss"]
     run_pytest(pytester, project, "-m", "not tinyspec").assert_outcomes(deselected=4)
