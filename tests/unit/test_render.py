@@ -46,7 +46,9 @@ def test_the_summary_fits_80_columns_and_names_every_claim():
 
 
 def test_the_summary_without_times_has_no_time_column():
-    assert "time" not in render(summary_table(DEMO)).splitlines()[1]
+    lines = render(summary_table(DEMO)).splitlines()
+    header = next(line for line in lines if "claim" in line and "verdict" in line)
+    assert "threshold" in header and "time" not in header
 
 
 @pytest.mark.parametrize("name", ["learns_iid", "breakout_rises", "attention_first"])
