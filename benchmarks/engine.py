@@ -28,14 +28,14 @@ import torch
 
 from benchmarks.measure import median_time
 from hypodsl import plan as p
-from hypodsl.cli import load_plan
-from runner import checkpoints
-from runner.engine import Engine, run_study
+from hypodsl.cli_common import load_plan
+from runner.engine.step_worker import load_probes
+from runner.engine.study import Engine, run_study
 from runner.measure.gradients import answer_losses
 from runner.measure.probe import ProbeBatch
-from runner.model import Transformer
-from runner.rundir import read_config, read_signature
-from runner.step_worker import load_probes
+from runner.model import checkpoints
+from runner.model.rundir import read_config, read_signature
+from runner.model.transformer import Transformer
 
 GRADIENT_QUANTITIES = ("alignment", "alignment_cosine", "update_alignment", "gram")
 

@@ -31,17 +31,16 @@ import numpy as np
 import torch
 
 from hypodsl import plan as p
-from runner import behaviour
-from runner.configs import NAMED_CONFIGS
 from runner.kv.dataset import DataConfig, Split, generate
 from runner.kv.roles import build_read_table
+from runner.measure import behaviour, sweep
 from runner.measure import interventions as iv
 from runner.measure import per_example as pe
-from runner.measure import sweep
 from runner.measure.attribution_patching import attribution_patching
 from runner.measure.paths import path_names
 from runner.measure.probe import ProbeBatch, clean_run
-from runner.model import Transformer
+from runner.model.configs import NAMED_CONFIGS
+from runner.model.transformer import Transformer
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:

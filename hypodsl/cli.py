@@ -13,40 +13,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
-
 from hypodsl import __version__
-from hypodsl.compiler import compile_spec
+from hypodsl.cli_common import (
+    SpecError,
+    UsageError,
+    console,
+    err_console,
+    load_plan,
+    read_spec,
+    set_threads,
+)
 from hypodsl.errors import HypError, UserError, format_error
 from hypodsl.parser import parse
-from hypodsl.plan import Plan
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap file:line:col
-
-
-class UsageError(UserError):
-    """Bad arguments or inputs outside a spec (a missing run directory, say)."""
-
-
-def read_spec(spec_path: Path) -> str:
-    try:
-        return spec_path.read_text()
-    except OSError as e:
-        raise UsageError(f"{spec_path}: {e.strerror}") from None
-
-
-def load_plan(spec_path: Path, signature: dict | None) -> Plan:
-    text = read_spec(spec_path)
-    sources = {str(spec_path): text}
-    try:
-        return compile_spec(parse(text, str(spec_path)), text, signature, sources=sources)
-    except HypError as e:
-        raise SpecError(format_error(e, sources)) from None
-
-
-class SpecError(Exception):
-    """A spec that does not compile; its message is the formatted `file:line:col` report."""
 
 
 def _signature(run: str | None, signature: str | None) -> dict | None:
@@ -126,13 +104,6 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from hypodsl.cli_run import run_specs
 
@@ -140,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from runner.results import StudyResult
+    from runner.stats.results import StudyResult
 
     text = json.dumps(StudyResult.model_json_schema(), indent=2) + "\n"
     if args.out:
@@ -155,7 +126,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from runner.result_diff import diff, load_results
+    from runner.report.diff import diff, load_results
 
     changes = diff(load_results(Path(args.old)), load_results(Path(args.new)))
     if not changes:
@@ -171,7 +142,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
-    from runner.cache import MeasurementCache, default_dir
+    from runner.engine.cache import MeasurementCache, default_dir
 
     root = Path(args.cache_dir) if args.cache_dir else default_dir()
     removed = MeasurementCache(root).clear()
@@ -180,7 +151,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_info(args: argparse.Namespace) -> int:
-    from runner.cache import MeasurementCache, default_dir
+    from runner.engine.cache import MeasurementCache, default_dir
 
     root = Path(args.cache_dir) if args.cache_dir else default_dir()
     entries = MeasurementCache(root).entries()
@@ -192,15 +163,15 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
 
 
 def cmd_data_generate(args: argparse.Namespace) -> int:
-    from runner.kv_cli import generate_data
+    from runner.kv.cli import generate_data
 
     generate_data(Path(args.out), args.seed, args.train, console)
     return 0
 
 
 def cmd_model_info(args: argparse.Namespace) -> int:
-    from runner.configs import load_config
-    from runner.model import Transformer
+    from runner.model.configs import load_config
+    from runner.model.transformer import Transformer
 
     config = load_config(args.config)
     model = Transformer(config.model)
@@ -214,8 +185,8 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from runner.configs import load_config
-    from runner.train_cli import train_with_progress
+    from runner.model.configs import load_config
+    from runner.train.cli import train_with_progress
 
     set_threads(args.threads)
     train_with_progress(load_config(args.config), Path(args.out), console)

@@ -2,8 +2,8 @@
 
 Every spec is compiled (against its run's signature) before any is run, so an error costs no
 measuring. Exit codes: 0 every verdict as expected; 1 a claim misses its `expect` or, with
-`--baseline`, regressed (see runner.gate); 2 bad input. Files of shared declarations (no claims)
-are skipped, so `hypo run specs/` runs every study under the directory.
+`--baseline`, regressed (see runner.report.gate); 2 bad input. Files of shared declarations
+(no claims) are skipped, so `hypo run specs/` runs every study under the directory.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hypodsl.cli import (
+from hypodsl.cli_common import (
     SpecError,
     UsageError,
     console,
@@ -25,8 +25,8 @@ from hypodsl.cli import (
 from hypodsl.plan import Plan
 
 if TYPE_CHECKING:
-    from runner.gate import Baseline, Check
-    from runner.results import StudyResult
+    from runner.report.gate import Baseline, Check
+    from runner.stats.results import StudyResult
 
 
 def _run_dirs(run: str | None, spec: Path, plan: Plan) -> list[Path]:
@@ -36,7 +36,7 @@ def _run_dirs(run: str | None, spec: Path, plan: Plan) -> list[Path]:
     if plan.run is not None:
         return [Path(plan.run.path)]
     if plan.runs is not None:
-        from runner.engine import matrix_runs
+        from runner.engine.study import matrix_runs
 
         return matrix_runs(plan, Path.cwd())
     raise UsageError(f"{spec}: the spec declares no `run` or `runs`; pass --run RUN_DIR")
@@ -59,7 +59,7 @@ def expand_specs(names: list[str]) -> list[Path]:
 
 def compile_for_run(spec: Path, run: str | None) -> tuple[Plan, list[Path]]:
     """The spec compiled against its run's signature, and the run directories to evaluate."""
-    from runner.rundir import RunError, read_signature
+    from runner.model.rundir import RunError, read_signature
 
     plan = load_plan(spec, None)
     if not plan.claims:  # a file of shared declarations, imported by specs
@@ -73,10 +73,10 @@ def compile_for_run(spec: Path, run: str | None) -> tuple[Plan, list[Path]]:
 
 def run_specs(args: argparse.Namespace) -> int:
     """`hypo run`: see the module docstring for what it prints and returns."""
-    from runner.cache import default_dir
-    from runner.engine import resolve_device
-    from runner.gate import Baseline, BaselineError
-    from runner.rundir import RunError
+    from runner.engine.cache import default_dir
+    from runner.engine.study import resolve_device
+    from runner.model.rundir import RunError
+    from runner.report.gate import Baseline, BaselineError
 
     set_threads(args.threads)
     if args.jobs < 1:
@@ -129,7 +129,7 @@ def run_specs(args: argparse.Namespace) -> int:
         err_console.print(f"verdicts differ from `expect`: {', '.join(unmet)}")
         return 1
     if regressions:
-        from runner.render import gate_table
+        from runner.report.terminal import gate_table
 
         console.print(gate_table(regressions))
         err_console.print(
@@ -147,9 +147,9 @@ def _run_one(
     device: str,
     cache_dir: Path | None,
 ) -> StudyResult:
-    from runner.engine import run_study
-    from runner.render import RichProgress, claim_details, summary_table
-    from runner.report_files import write_reports
+    from runner.engine.study import run_study
+    from runner.report.files import write_reports
+    from runner.report.terminal import RichProgress, claim_details, summary_table
 
     counts: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -181,7 +181,7 @@ def _run_one(
 def _gate(spec: Path, result: StudyResult, baseline: Baseline, update: bool) -> list[Check]:
     """Regressions of one spec against the baseline; with `update`, the baseline is rewritten
     instead, and only a claim that misses its own `expect` still fails."""
-    from runner.gate import check_study
+    from runner.report.gate import check_study
 
     checks = check_study(spec.stem, result, baseline)
     for c in checks:

@@ -134,6 +134,13 @@ class QuantityExpr(Frozen):
     interventions: tuple[Intervention, ...] = ()
 
 
+def quantity_key(q: QuantityExpr) -> str:
+    """A quantity's identity on a probe: two equal expressions are measured once. `on PROBE`
+    is left out: the probe is the other half of every slot, so `accuracy on heldout` and
+    `accuracy` measured on heldout are one measurement."""
+    return q.model_dump_json(exclude={"probe"})
+
+
 class NumberExpr(Frozen):
     kind: Literal["number"] = "number"
     value: float

@@ -4,8 +4,8 @@ A spec's study runs once, when its first claim is tested (the multiplicity corre
 every claim of the study, so a claim's verdict does not depend on `-k`). An item passes when its
 claim's verdict is what is expected of it: its `expect`, else the baseline's (`--hypo-baseline`),
 else Supported; Unsupported in the baseline and Supported now passes with a warning (see
-`runner.gate`). A `pending` claim is skipped as a next test. `mark NAME` in a spec puts the pytest
-mark NAME on each of its claims, so `-m` selects specs; `-k` selects claims by name.
+`runner.report.gate`). A `pending` claim is skipped as a next test. `mark NAME` in a spec puts
+the pytest mark NAME on each of its claims, so `-m` selects specs; `-k` selects claims by name.
 
 Registered through the `pytest11` entry point in pyproject.toml, so installing hypodsl is enough.
 """
@@ -23,8 +23,8 @@ from hypodsl.errors import UserError
 
 if TYPE_CHECKING:
     from hypodsl.plan import ClaimPlan, Plan
-    from runner.gate import Baseline, Check
-    from runner.results import ClaimResult, StudyResult
+    from runner.report.gate import Baseline, Check
+    from runner.stats.results import ClaimResult, StudyResult
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,7 +92,7 @@ class SpecFile(pytest.File):
     def _compile(self) -> tuple[Plan, list[Path]]:
         """As `hypo run` does: paths relative to the working directory, the spec compiled
         against its run's signature; a file without claims has no run to resolve."""
-        from hypodsl.cli import SpecError
+        from hypodsl.cli_common import SpecError
         from hypodsl.cli_run import compile_for_run
 
         try:
@@ -116,8 +116,8 @@ class SpecFile(pytest.File):
         if self._failure is not None:
             raise SpecProblem(self._failure)
         if self._result is None:
-            from runner.cache import default_dir
-            from runner.engine import run_study
+            from runner.engine.cache import default_dir
+            from runner.engine.study import run_study
 
             config = self.config
             cache_dir = config.getoption("hypo_cache_dir")
@@ -138,7 +138,7 @@ class SpecFile(pytest.File):
 
 def _baseline(config: pytest.Config) -> Baseline:
     """The --hypo-baseline file, read once per session."""
-    from runner.gate import Baseline, BaselineError
+    from runner.report.gate import Baseline, BaselineError
 
     cached = getattr(config, "_hypodsl_baseline", None)
     if cached is not None:
@@ -164,7 +164,7 @@ class ClaimItem(pytest.Item):
         self.claim = claim
 
     def runtest(self) -> None:
-        from runner.gate import check_claim
+        from runner.report.gate import check_claim
 
         if self.claim.pending:
             pytest.skip("Next test: a pending claim is stated, not run")
@@ -191,7 +191,7 @@ class ClaimItem(pytest.Item):
 
 def failure_text(spec: str, missed: ClaimMissed) -> str:
     """The claim's line, its verdict against the expectation, and the evidence for it."""
-    from runner.render import estimate_text, num
+    from runner.report.terminal import estimate_text, num
 
     claim, check = missed.claim, missed.check
     by = {"expect": "its `expect`", "baseline": "the baseline", "default": "default"}

@@ -26,7 +26,7 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     """Keep the measurement cache of every test out of the working directory."""
     import os
 
-    from runner.cache import ENV_VAR
+    from runner.engine.cache import ENV_VAR
 
     previous = os.environ.get(ENV_VAR)
     os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("hypo-cache"))
@@ -47,8 +47,8 @@ def small_arrays():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The `tiny` config trained to its end (about 5 s)."""
-    from runner.configs import NAMED_CONFIGS
-    from runner.train import train
+    from runner.model.configs import NAMED_CONFIGS
+    from runner.train.loop import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     train(NAMED_CONFIGS["tiny"], run_dir)

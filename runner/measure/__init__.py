@@ -1,9 +1,11 @@
 """The measurement library: every quantity a claim can measure, as per-read values.
 
-Each module computes one family of quantities over a `ProbeBatch` (a probe's sequences and
-reads as tensors) on one model. Definitions, with formulas, are in each function's docstring and
-in docs/quantities.md.
+Takes a model and a probe; gives per-read float arrays. Each module computes one family of
+quantities over a `ProbeBatch` (a probe's sequences and reads as tensors) on one model.
+Definitions, with formulas, are in each function's docstring and in docs/quantities.md.
 
+- `behaviour`: correctness, loss and margin at read answers.
+- `scoring`: forward passes over a split in batches, reduced to per-read and per-split behaviour.
 - `probe`: a probe's tokens and reads as tensors; the clean forward pass and its cache.
 - `attention`: attention mass between roles, QK score gaps, OV copying.
 - `attribution`: direct logit attribution of every component to the linearised margin.

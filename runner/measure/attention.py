@@ -21,7 +21,7 @@ import torch
 from runner.kv import vocab
 from runner.measure.probe import CleanRun, ProbeBatch
 from runner.measure.weights import qkv_weight, w_o
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 
 def _query_rows(

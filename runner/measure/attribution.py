@@ -21,7 +21,7 @@ import torch
 
 from runner.measure.probe import CleanRun, ProbeBatch
 from runner.measure.weights import head_output, mlp_out
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 LN_FINAL_BIAS = "ln_final.bias"
 

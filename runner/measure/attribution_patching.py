@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from runner import behaviour
-from runner.hooks import run_with_cache
+from runner.measure import behaviour
 from runner.measure import interventions as iv
 from runner.measure.probe import ProbeBatch
-from runner.model import Transformer
+from runner.model.hooks import run_with_cache
+from runner.model.transformer import Transformer
 
 KINDS = ("zero", "mean", "resample")
 

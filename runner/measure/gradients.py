@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from hypodsl import plan as p
-from runner import behaviour
+from runner.measure import behaviour
 from runner.measure.paths import PathPatcher, path_names
 from runner.measure.probe import ProbeBatch, clean_run
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 Paths = Sequence[Sequence[p.PathNode]]
 

@@ -43,9 +43,9 @@ import torch
 
 from hypodsl import plan as p
 from hypodsl.plan_view import node_text
-from runner.hooks import hooks
 from runner.measure.probe import CleanRun, ProbeBatch
-from runner.model import Transformer
+from runner.model.hooks import hooks
+from runner.model.transformer import Transformer
 
 Edit = tuple[str, Callable[[torch.Tensor, str], torch.Tensor]]
 

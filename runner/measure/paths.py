@@ -32,13 +32,13 @@ import torch.nn.functional as F
 
 from hypodsl import plan as p
 from hypodsl.plan_view import node_text
-from runner import behaviour
+from runner.measure import behaviour
 from runner.measure import interventions as iv
 from runner.measure.attribution import readout
 from runner.measure.probe import CleanRun, ProbeBatch, attribution_names, residual_names
 from runner.measure.recompute import head_pattern_and_z, run_from
 from runner.measure.weights import mlp_out, w_o
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 METHODS = ("zero", "mean", "resample")
 HEAD_KINDS = ("head", "head_input", "head_qk")

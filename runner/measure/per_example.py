@@ -31,7 +31,7 @@ from torch import nn
 
 from runner.kv import vocab
 from runner.measure.probe import ProbeBatch
-from runner.model import LayerNorm, Transformer
+from runner.model.transformer import LayerNorm, Transformer
 
 METHODS = ("einsum", "vmap", "loop")
 GROUPS = ("key", "value", "pair")

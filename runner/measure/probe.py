@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from runner import behaviour
-from runner.hooks import run_with_cache
 from runner.kv.dataset import Split
 from runner.kv.roles import SINGLE_ROLES, ReadTable
-from runner.model import Transformer
+from runner.measure import behaviour
+from runner.model.hooks import run_with_cache
+from runner.model.transformer import Transformer
 
 
 @dataclass(frozen=True)

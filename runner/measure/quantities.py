@@ -23,7 +23,7 @@ from runner.measure import per_example as pe
 from runner.measure.attribution import linearised_margin
 from runner.measure.paths import PathError, PathPatcher, path_names
 from runner.measure.probe import CleanRun, ProbeBatch, clean_run
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 BEHAVIOUR = ("accuracy", "loss", "margin")
 IMPLEMENTED = (
@@ -36,13 +36,6 @@ LINEARISED_MARGIN = "linearised_margin"
 
 class MeasureError(Exception):
     """A quantity that cannot be measured as written; the message says why."""
-
-
-def key(q: p.QuantityExpr) -> str:
-    """A quantity's identity on a probe: two equal expressions are measured once. `on PROBE`
-    is left out: the probe is the other half of every slot, so `accuracy on heldout` and
-    `accuracy` measured on heldout are one measurement."""
-    return q.model_dump_json(exclude={"probe"})
 
 
 @dataclass

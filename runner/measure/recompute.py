@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.measure.weights import qkv_weight
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 Rows = tuple[torch.Tensor, torch.Tensor]  # (sequence index [read], position [read])
 

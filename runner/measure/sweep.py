@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from runner import behaviour
+from runner.measure import behaviour
 from runner.measure.interventions import Site
 from runner.measure.probe import CleanRun, ProbeBatch, residual_names
 from runner.measure.recompute import run_from
 from runner.measure.weights import mlp_out, w_o
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 
 def sweep_names(model: Transformer) -> list[str]:

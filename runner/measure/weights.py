@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from runner.model import Transformer
+from runner.model.transformer import Transformer
 
 QKV = ("q", "k", "v")
 

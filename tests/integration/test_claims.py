@@ -12,11 +12,11 @@ import torch
 from hypodsl.cli import main
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
-from runner.checkpoints import load_model, weights_path
-from runner.engine import load_probes, run_plan
+from runner.engine.study import load_probes, run_plan
 from runner.kv.roles import reads_of_sequence
-from runner.report import render_markdown
-from runner.rundir import read_config, read_signature
+from runner.model.checkpoints import load_model, weights_path
+from runner.model.rundir import read_config, read_signature
+from runner.report.ledger import render_markdown
 
 SPEC = """study "tiny end to end"
 probe iid = split test_iid n 64 seed 0

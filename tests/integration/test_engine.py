@@ -16,14 +16,14 @@ from scipy import stats as sps
 
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
-from runner.births import birth
-from runner.cache import MeasurementCache
-from runner.checkpoints import list_steps, load_model, weights_path
-from runner.engine import Engine, load_probes, run_study
+from runner.engine.cache import MeasurementCache
+from runner.engine.study import Engine, load_probes, run_study
 from runner.measure.attribution import linearised_margin
 from runner.measure.paths import PathPatcher, path_names
 from runner.measure.probe import ProbeBatch, clean_run
-from runner.rundir import read_config
+from runner.model.checkpoints import list_steps, load_model, weights_path
+from runner.model.rundir import read_config
+from runner.stats.births import birth
 
 HEADER = """study "engine"
 probe iid = split test_iid n 48 seed 0
@@ -163,7 +163,7 @@ def test_a_seed_matrix_judges_each_run_and_aggregates(tiny_run: Path, tmp_path: 
     text = HEADER.replace('study "engine"', f'study "engine"\nruns seeds = "{tmp_path}/seed-*"')
     text += 'claim c "chance level at step 0" { at first on iid: accuracy < 0.2 }\n'
     plan = plan_of(text)
-    from runner.engine import matrix_runs
+    from runner.engine.study import matrix_runs
 
     runs = matrix_runs(plan, Path.cwd())
     assert [r.name for r in runs] == ["seed-1", "seed-2", "seed-3"]

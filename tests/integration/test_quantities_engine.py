@@ -10,13 +10,13 @@ import torch
 from hypodsl import plan as p
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
-from runner.checkpoints import load_model
-from runner.engine import load_probes, run_plan
+from runner.engine.study import load_probes, run_plan
 from runner.measure import attention
 from runner.measure import interventions as iv
 from runner.measure.paths import PathPatcher, path_names
 from runner.measure.probe import ProbeBatch, clean_run
-from runner.rundir import read_config
+from runner.model.checkpoints import load_model
+from runner.model.rundir import read_config
 
 SPEC = """study "quantities"
 probe iid = split test_iid n 32 seed 0

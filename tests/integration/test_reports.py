@@ -13,10 +13,10 @@ from PIL import Image
 
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
-from runner.checkpoints import weights_path
-from runner.engine import run_study
-from runner.report import anchor
-from runner.report_files import write_reports
+from runner.engine.study import run_study
+from runner.model.checkpoints import weights_path
+from runner.report.files import write_reports
+from runner.report.ledger import anchor
 
 SPEC = """study "ledger"
 probe iid = split test_iid n 48 seed 0

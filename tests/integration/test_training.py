@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner.checkpoints import CheckpointError, list_steps, load_state, read_sidecar, weights_path
-from runner.configs import NAMED_CONFIGS
-from runner.rundir import read_metrics, read_signature
+from runner.model.checkpoints import (
+    CheckpointError,
+    list_steps,
+    load_state,
+    read_sidecar,
+    weights_path,
+)
+from runner.model.configs import NAMED_CONFIGS
+from runner.model.rundir import read_metrics, read_signature
 
 TINY = NAMED_CONFIGS["tiny"]
 

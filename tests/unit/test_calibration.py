@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from runner import stats
-from runner.verdicts import decide
+from runner.stats import bootstrap
+from runner.stats.rules import decide
 
 ALPHA = 0.05
 CONFIDENCE = 1 - ALPHA
@@ -38,14 +38,14 @@ def true_standard_error(n: int = 20000) -> float:
 SE = true_standard_error(4000)
 
 
-def verdict(test: stats.Test, correction: str = "none") -> str:
+def verdict(test: bootstrap.Test, correction: str = "none") -> str:
     return decide(test, test.p_value, test.p_contrary, CONFIDENCE, correction)[0]
 
 
-def comparison(rng: np.random.Generator, mean: float, seed: int) -> stats.Test:
+def comparison(rng: np.random.Generator, mean: float, seed: int) -> bootstrap.Test:
     values, clusters = probe(rng, mean)
-    v = stats.Resampler(N_SEQ, seed).mean(values, clusters)
-    return stats.compare(v, ">", CONFIDENCE, N_SEQ)
+    v = bootstrap.Resampler(N_SEQ, seed).mean(values, clusters)
+    return bootstrap.compare(v, ">", CONFIDENCE, N_SEQ)
 
 
 def mc_error(rate: float, n: int) -> float:
@@ -67,7 +67,9 @@ def test_interval_coverage_is_near_nominal():
     n, covered = 1000, 0
     for i in range(n):
         values, clusters = probe(rng, 0.3)
-        ci = stats.percentile_interval(stats.Resampler(N_SEQ, i).mean(values, clusters), 0.95)
+        ci = bootstrap.percentile_interval(
+            bootstrap.Resampler(N_SEQ, i).mean(values, clusters), 0.95
+        )
         covered += ci.low <= 0.3 <= ci.high
     # Percentile intervals over 60 clusters run a little narrow; 3 Monte-Carlo SEs either side.
     assert abs(covered / n - 0.95) <= 3 * mc_error(0.95, n), covered / n
@@ -87,13 +89,15 @@ def test_holm_keeps_the_family_wise_rate_under_alpha_for_20_claims():
     any_holm = any_raw = 0
     for s in range(studies):
         # 20 null claims on one probe, as in a study: the same draws serve every quantity.
-        resampler = stats.Resampler(N_SEQ, s)
+        resampler = bootstrap.Resampler(N_SEQ, s)
         tests = []
         for _ in range(claims):
             values, clusters = probe(rng, 0.0)
-            tests.append(stats.compare(resampler.mean(values, clusters), ">", CONFIDENCE, N_SEQ))
-        adjusted = stats.adjust([t.p_value for t in tests], "holm")
-        contrary = stats.adjust([t.p_contrary for t in tests], "holm")
+            tests.append(
+                bootstrap.compare(resampler.mean(values, clusters), ">", CONFIDENCE, N_SEQ)
+            )
+        adjusted = bootstrap.adjust([t.p_value for t in tests], "holm")
+        contrary = bootstrap.adjust([t.p_contrary for t in tests], "holm")
         verdicts = [
             decide(t, a, b, CONFIDENCE, "holm")[0]
             for t, a, b in zip(tests, adjusted, contrary, strict=True)
@@ -111,8 +115,8 @@ def test_equivalence_at_the_bound_is_supported_at_most_alpha_of_the_time():
     supported = 0
     for i in range(n):
         values, clusters = probe(rng, bound)  # true |x| = bound: not equivalent
-        x = stats.Resampler(N_SEQ, i).mean(values, clusters)
-        supported += verdict(stats.equivalence(x, bound, CONFIDENCE, N_SEQ)) == "supported"
+        x = bootstrap.Resampler(N_SEQ, i).mean(values, clusters)
+        supported += verdict(bootstrap.equivalence(x, bound, CONFIDENCE, N_SEQ)) == "supported"
     assert supported / n <= ALPHA + 2 * mc_error(ALPHA, n), supported / n
 
 
@@ -122,8 +126,8 @@ def test_equivalence_of_a_null_effect_within_a_wide_bound_is_found():
     supported = 0
     for i in range(n):
         values, clusters = probe(rng, 0.0)
-        x = stats.Resampler(N_SEQ, i).mean(values, clusters)
-        supported += verdict(stats.equivalence(x, 4 * SE, CONFIDENCE, N_SEQ)) == "supported"
+        x = bootstrap.Resampler(N_SEQ, i).mean(values, clusters)
+        supported += verdict(bootstrap.equivalence(x, 4 * SE, CONFIDENCE, N_SEQ)) == "supported"
     # TOST power at a bound of 4 SE: about 1 − 2 Φ(1.645 − 4) ≈ 0.98.
     assert supported / n >= 0.9
 
@@ -135,11 +139,11 @@ def test_trend_with_no_trend_is_supported_at_most_alpha_of_the_time(checkpoints:
     steps = np.arange(checkpoints) * 100.0
     supported = 0
     for i in range(n):
-        resampler = stats.Resampler(N_SEQ, i)
+        resampler = bootstrap.Resampler(N_SEQ, i)
         series = []
         for _ in range(checkpoints):
             values, clusters = probe(rng, 0.0)
             series.append(resampler.mean(values, clusters))
-        test = stats.trend(steps, np.stack(series, axis=1), ">", CONFIDENCE, seed=i)
+        test = bootstrap.trend(steps, np.stack(series, axis=1), ">", CONFIDENCE, seed=i)
         supported += verdict(test) == "supported"
     assert supported / n <= ALPHA + 2 * mc_error(ALPHA, n), supported / n

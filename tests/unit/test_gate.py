@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.gate import FORMAT, Baseline, BaselineError, check_claim, check_study
-from runner.results import ClaimResult, Provenance, StudyResult
+from runner.report.gate import FORMAT, Baseline, BaselineError, check_claim, check_study
+from runner.stats.results import ClaimResult, Provenance, StudyResult
 
 
 def claim(verdict: str, expect: str | None = None, pending: bool = False) -> ClaimResult:

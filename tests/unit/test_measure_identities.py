@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from hypodsl import plan as p
-from runner.births import birth
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
 from runner.measure import per_example as pe
@@ -17,7 +16,8 @@ from runner.measure.attribution_patching import attribution_patching
 from runner.measure.paths import PathError, PathPatcher, check_path, path_names
 from runner.measure.probe import clean_run
 from runner.measure.weights import head_output
-from runner.model import ModelConfig, Transformer
+from runner.model.transformer import ModelConfig, Transformer
+from runner.stats.births import birth
 from tests.unit.measure_helpers import probe_of
 
 CONFIG = ModelConfig(d_model=32, n_layers=3, n_heads=2, d_ff=64)

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.configs import NAMED_CONFIGS
-from runner.hooks import hook_points, hooks, run_with_cache
-from runner.model import ModelConfig, Transformer
+from runner.model.configs import NAMED_CONFIGS
+from runner.model.hooks import hook_points, hooks, run_with_cache
+from runner.model.transformer import ModelConfig, Transformer
 
 CFG = ModelConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64)
 

@@ -1,4 +1,4 @@
-"""The measurement library finds the circuit planted by hand in `runner.planted`."""
+"""The measurement library finds the circuit planted by hand in `runner.model.planted`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from runner.measure.attribution import direct_logit_attribution, linearised_marg
 from runner.measure.attribution_patching import attribution_patching
 from runner.measure.paths import PathPatcher, path_names
 from runner.measure.probe import ProbeBatch, clean_run
-from runner.planted import planted_model
+from runner.model.planted import planted_model
 from tests.unit.measure_helpers import probe_of
 
 HEADS = [(0, 0), (0, 1), (1, 0), (1, 1)]

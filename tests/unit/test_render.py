@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from runner.figures import claim_figure
-from runner.render import claim_details, claim_source, series_table, summary_table
-from runner.result_diff import load_results
-from runner.results import RunVerdict
+from runner.report.diff import load_results
+from runner.report.figures import claim_figure
+from runner.report.terminal import claim_details, claim_source, series_table, summary_table
+from runner.stats.results import RunVerdict
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = load_results(ROOT / "reports" / "demo.json")

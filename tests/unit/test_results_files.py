@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from hypodsl.cli import main
-from runner.result_diff import diff, load_results
-from runner.results import StudyResult
+from runner.report.diff import diff, load_results
+from runner.stats.results import StudyResult
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "reports" / "demo.json"

@@ -14,14 +14,14 @@ most α (a binomial test, each run reaching a verdict by chance with probability
 
 from __future__ import annotations
 
-from runner import stats
-from runner.results import PredictionResult, RunVerdict, Verdict
+from runner.stats import bootstrap
+from runner.stats.results import PredictionResult, RunVerdict, Verdict
 
 CORRECTION_NAME = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}
 
 
 def decide(
-    test: stats.Test,
+    test: bootstrap.Test,
     p_adjusted: float,
     p_contrary_adjusted: float,
     confidence: float,
@@ -72,8 +72,8 @@ def aggregate_runs(runs: tuple[RunVerdict, ...], confidence: float) -> tuple[Ver
     n = len(runs)
     supported = sum(r.verdict == "supported" for r in runs)
     negative = sum(r.verdict == "negative" for r in runs)
-    p_sup = stats.seed_matrix_p(supported, n, alpha) if supported else 1.0
-    p_neg = stats.seed_matrix_p(negative, n, alpha) if negative else 1.0
+    p_sup = bootstrap.seed_matrix_p(supported, n, alpha) if supported else 1.0
+    p_neg = bootstrap.seed_matrix_p(negative, n, alpha) if negative else 1.0
     tally = (
         f"{supported} of {n} runs Supported (binomial p = {p_sup:.3g}), "
         f"{negative} Negative (p = {p_neg:.3g})"

@@ -7,7 +7,7 @@ provenance at the end. Plain GitHub Markdown: pipe tables, relative image links,
 
 from __future__ import annotations
 
-from runner.results import ClaimResult, PredictionResult, StudyResult
+from runner.stats.results import ClaimResult, PredictionResult, StudyResult
 
 VERDICT_LABEL = {
     "supported": "Supported",

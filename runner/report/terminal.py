@@ -20,9 +20,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from runner.gate import Check
-from runner.report import fmt
-from runner.results import ClaimResult, PredictionResult, SeriesPoint, StudyResult
+from runner.report.gate import Check
+from runner.report.ledger import fmt
+from runner.stats.results import ClaimResult, PredictionResult, SeriesPoint, StudyResult
 
 STYLE = {"supported": "green", "negative": "red", "unsupported": "yellow", "next test": "blue"}
 MAX_SERIES_ROWS = 8
@@ -172,7 +172,7 @@ def gate_table(checks: Sequence[Check]) -> Table:
 
 
 class RichProgress:
-    """One progress bar per engine phase (runner.progress.Progress), drawn while it runs."""
+    """One progress bar per engine phase (runner.engine.progress.Progress), drawn while it runs."""
 
     def __init__(self, console: Console):
         self.bars = Progress(

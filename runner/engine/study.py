@@ -3,10 +3,10 @@
 1. Requests: every (checkpoint, probe, quantity) some prediction needs, deduplicated.
 2. Checkpoints: each weights file is hashed once; a missing or corrupt one is recorded as a
    failure, which makes only the predictions that read it Unsupported.
-3. Measurement: one `StepTask` per checkpoint (runner.step_worker), in this process or in
-   `jobs` worker processes; the disk cache (runner.cache) answers what was measured before.
-4. Judging: plug-in statistics and tests per prediction (runner.judge), then one multiplicity
-   correction across the study, then verdicts (runner.verdicts).
+3. Measurement: one `StepTask` per checkpoint (runner.engine.step_worker), in this process or in
+   `jobs` worker processes; the disk cache (runner.engine.cache) answers what was measured before.
+4. Judging: plug-in statistics and tests per prediction (runner.stats.judge), then one multiplicity
+   correction across the study, then verdicts (runner.stats.rules).
 
 Results hold no wall-clock times or absolute paths: the same spec, checkpoints and seed give
 byte-identical results JSON, cached or not.
@@ -28,14 +28,15 @@ import torch
 
 from hypodsl import __version__
 from hypodsl import plan as p
-from runner import checkpoints, results, stats, verdicts
-from runner.cache import MeasurementCache, entry_key
-from runner.judge import Judge, Judged, Measured, quantities_of
+from runner.engine.cache import MeasurementCache, entry_key
+from runner.engine.progress import Progress, Silent
+from runner.engine.step_worker import StepOutcome, StepTask, load_probes, measure_step, resolve_step
 from runner.kv import dataset
 from runner.measure import quantities
-from runner.progress import Progress, Silent
-from runner.rundir import RunError, data_dir, read_config
-from runner.step_worker import StepOutcome, StepTask, load_probes, measure_step, resolve_step
+from runner.model import checkpoints
+from runner.model.rundir import RunError, data_dir, read_config
+from runner.stats import bootstrap, results, rules
+from runner.stats.judge import Judge, Judged, Measured, quantities_of
 
 __all__ = ["Engine", "load_probes", "resolve_device", "run_plan", "run_study"]
 
@@ -138,7 +139,7 @@ class Engine:
         out: dict[int, dict[str, dict[str, p.QuantityExpr]]] = {}
         for _, pred in self.evaluable():
             for step, probe, q in self.judge.reads(pred, self.trajectories):
-                out.setdefault(step, {}).setdefault(probe, {})[quantities.key(q)] = q
+                out.setdefault(step, {}).setdefault(probe, {})[p.quantity_key(q)] = q
         return out
 
     def _identities(self, wanted: set[int]) -> tuple[dict[int, str], dict[int, str]]:
@@ -260,7 +261,7 @@ class Engine:
                 errors[(outcome.step, probe, k)] = reason
         clusters = {name: splits[name].reads.sequence for name in probe_names}
         resamplers = {
-            name: stats.Resampler(len(splits[name]), [self.seed, zlib.crc32(name.encode())])
+            name: bootstrap.Resampler(len(splits[name]), [self.seed, zlib.crc32(name.encode())])
             for name in probe_names
         }
         return Measured(values, errors, failures, clusters, resamplers, list(self.steps))
@@ -286,8 +287,8 @@ class Engine:
             self.progress.advance()
         self._attribute_time(judge_seconds)
         tests = [j for j in judged.values() if j.test is not None]
-        p_adj = stats.adjust([j.test.p_value for j in tests], self.plan.correction)  # type: ignore[union-attr]
-        q_adj = stats.adjust([j.test.p_contrary for j in tests], self.plan.correction)  # type: ignore[union-attr]
+        p_adj = bootstrap.adjust([j.test.p_value for j in tests], self.plan.correction)  # type: ignore[union-attr]
+        q_adj = bootstrap.adjust([j.test.p_contrary for j in tests], self.plan.correction)  # type: ignore[union-attr]
         adjusted = {id(j): (a, b) for j, a, b in zip(tests, p_adj, q_adj, strict=True)}
         return tuple(self._claim_result(claim, judged, adjusted) for claim in self.plan.claims)
 
@@ -297,7 +298,7 @@ class Engine:
         readers: dict[tuple[int, str, str], list[str]] = {}
         for claim, pred in self.evaluable():
             slots = {
-                (s, on, quantities.key(q)) for s, on, q in self.judge.reads(pred, self.trajectories)
+                (s, on, p.quantity_key(q)) for s, on, q in self.judge.reads(pred, self.trajectories)
             }
             for slot in slots:
                 readers.setdefault(slot, []).append(claim.name)
@@ -337,12 +338,12 @@ class Engine:
                 base.update(verdict="unsupported", reason=j.reason)
             else:
                 a, b = adjusted[id(j)]
-                verdict, reason = verdicts.decide(
+                verdict, reason = rules.decide(
                     j.test, a, b, self.plan.confidence, self.plan.correction
                 )
                 base.update(verdict=verdict, reason=reason, p_adjusted=a)
             preds.append(results.PredictionResult.model_validate(base))
-        verdict, reason = verdicts.combine(tuple(preds))
+        verdict, reason = rules.combine(tuple(preds))
         return claim_result(verdict=verdict, reason=reason, predictions=tuple(preds))
 
     def run_claims(self) -> tuple[tuple[results.ClaimResult, ...], results.RunProvenance]:
@@ -406,7 +407,7 @@ def run_study(
             plan_hash=plan.content_hash(),
             runs=tuple(prov for _, _, prov in per_run),
             seed=seed,
-            n_resamples=stats.N_RESAMPLES,
+            n_resamples=bootstrap.N_RESAMPLES,
             correction=plan.correction,
             hypodsl_version=__version__,
             torch_version=torch.__version__,
@@ -428,7 +429,7 @@ def _aggregate(plan: p.Plan, index: int, per_run: list) -> results.ClaimResult:
         )
         for run_dir, claims, _ in per_run
     )
-    verdict, reason = verdicts.aggregate_runs(runs, plan.confidence)
+    verdict, reason = rules.aggregate_runs(runs, plan.confidence)
     return first.model_copy(
         update={"verdict": verdict, "reason": reason, "predictions": (), "runs": runs}
     )

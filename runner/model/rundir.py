@@ -19,11 +19,11 @@ from typing import Any
 
 from hypodsl.errors import UserError
 from runner.atomic import atomic_write_text
-from runner.checkpoints import list_steps
-from runner.configs import TrainConfig
 from runner.kv import vocab
 from runner.kv.dataset import SPLITS
 from runner.kv.roles import ROLE_NAMES
+from runner.model.checkpoints import list_steps
+from runner.model.configs import TrainConfig
 
 
 class RunError(UserError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.atomic import atomic_write_bytes, atomic_write_text
-from runner.results import StudyResult
+from runner.stats.results import StudyResult
 
 
 @dataclass(frozen=True)
@@ -24,13 +24,13 @@ class Written:
 def write_reports(
     result: StudyResult, out_dir: Path, name: str, spec: Path | None = None, figures: bool = True
 ) -> Written:
-    from runner.report import render_markdown
+    from runner.report.ledger import render_markdown
 
     figure_dir = out_dir / "figures" / name
     links: dict[str, str] = {}
     written: list[Path] = []
     if figures:
-        from runner.figures import claim_figure
+        from runner.report.figures import claim_figure
 
         for claim in result.claims:
             png = claim_figure(claim)

@@ -21,7 +21,7 @@ from safetensors.torch import save as save_safetensors
 
 from hypodsl.errors import UserError
 from runner.atomic import atomic_write_bytes, atomic_write_text
-from runner.model import ModelConfig, Transformer
+from runner.model.transformer import ModelConfig, Transformer
 
 _STEP_FILE = re.compile(r"step_(\d+)\.json$")
 

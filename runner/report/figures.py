@@ -18,7 +18,13 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from runner.results import BirthEstimate, ClaimResult, PredictionResult, SeriesPoint, Trajectory
+from runner.stats.results import (
+    BirthEstimate,
+    ClaimResult,
+    PredictionResult,
+    SeriesPoint,
+    Trajectory,
+)
 
 VERDICT_COLOUR = {"supported": "#1a7f37", "negative": "#cf222e", "unsupported": "#9a6700"}
 LINE_COLOURS = ("#0969da", "#8250df", "#bf3989", "#1b7c83", "#953800", "#57606a")

@@ -41,7 +41,7 @@ import math
 import torch
 
 from runner.kv import vocab
-from runner.model import ModelConfig, Transformer
+from runner.model.transformer import ModelConfig, Transformer
 
 N_CTX = 96
 TOKENS = 0

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hypodsl.errors import UserError
 from runner.kv.dataset import DataConfig
-from runner.model import ModelConfig
+from runner.model.transformer import ModelConfig
 
 
 class TrainConfig(BaseModel):
@@ -50,7 +50,8 @@ class TrainConfig(BaseModel):
 
 
 NAMED_CONFIGS: dict[str, TrainConfig] = {
-    "reference": TrainConfig(name="reference"),
+    # Every 50 steps to 2,000 (the draft's early birth lies at 1,500-2,000), every 250 after.
+    "reference": TrainConfig(name="reference", checkpoint_schedule=((0, 50), (2000, 250))),
     "small": TrainConfig(
         name="small",
         # d_model 64 stalls for thousands of steps on a positional shortcut (answer = the value

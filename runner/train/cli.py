@@ -8,9 +8,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from runner.checkpoints import list_steps
-from runner.configs import TrainConfig
-from runner.train import train
+from runner.model.checkpoints import list_steps
+from runner.model.configs import TrainConfig
+from runner.train.loop import train
 
 SHOWN = ("test_iid", "heldout", "structural_ood")  # all splits are in metrics.jsonl
 

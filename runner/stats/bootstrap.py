@@ -281,7 +281,7 @@ def births(steps: np.ndarray, holds: np.ndarray) -> np.ndarray:
     """Birth step per row of holds [rows, checkpoints] (steps ascending); +inf: never born.
 
     The birth is the first checkpoint from which the condition holds at every later one
-    (runner.births.birth, vectorised).
+    (runner.stats.births.birth, vectorised).
     """
     trailing = np.cumprod(holds[:, ::-1], axis=1).sum(axis=1)
     out = np.full(len(holds), np.inf)

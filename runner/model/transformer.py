@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from runner.hooks import HookPoint
+from runner.model.hooks import HookPoint
 
 
 class ModelConfig(BaseModel):

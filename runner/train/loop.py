@@ -19,15 +19,15 @@ import torch
 from safetensors.torch import load_file as load_tensors
 from safetensors.torch import save as save_tensors
 
-from runner import behaviour
 from runner.atomic import atomic_write_bytes, atomic_write_text
-from runner.checkpoints import save_checkpoint
-from runner.configs import TrainConfig
 from runner.kv import dataset
 from runner.kv.dataset import EVAL_SPLITS, Split
-from runner.model import Transformer
-from runner.rundir import RunError, config_path, data_dir, write_signature
-from runner.scoring import split_summary
+from runner.measure import behaviour
+from runner.measure.scoring import split_summary
+from runner.model.checkpoints import save_checkpoint
+from runner.model.configs import TrainConfig
+from runner.model.rundir import RunError, config_path, data_dir, write_signature
+from runner.model.transformer import Transformer
 
 # on_step(step_done, total_steps, loss); on_checkpoint(step, metrics)
 StepCallback = Callable[[int, int, float], None]

@@ -1,10 +1,11 @@
 """From per-read measurements to tested predictions: plug-in statistics, windows and births.
 
 Every quantity is a mean over a probe's reads (`share` a ratio of two means); an expression is
-evaluated on those means, elementwise over the bootstrap vector (see `runner.stats`). Reads where
-a quantity of the prediction is undefined (NaN: an empty role set) are left out on that probe.
+evaluated on those means, elementwise over the bootstrap vector (see `runner.stats.bootstrap`).
+Reads where a quantity of the prediction is undefined (NaN: an empty role set) are left out on
+that probe.
 
-A prediction becomes a `Judged`: the evidence for its result and the `stats.Test` that decides
+A prediction becomes a `Judged`: the evidence for its result and the `bootstrap.Test` that decides
 its verdict once the study's p-values are corrected together, or a reason it cannot be judged.
 """
 
@@ -19,9 +20,8 @@ import numpy as np
 
 from hypodsl import plan as p
 from hypodsl.plan_view import expr_text
-from runner import stats
-from runner.measure import quantities
-from runner.results import BirthEstimate, Interval, SeriesPoint, Trajectory
+from runner.stats import bootstrap
+from runner.stats.results import BirthEstimate, Interval, SeriesPoint, Trajectory
 
 Expr = p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr
 OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -81,7 +81,7 @@ class Measured:
     errors: dict[tuple[int, str, str], str]
     failures: dict[int, str]  # step -> why its checkpoint could not be used
     clusters: dict[str, np.ndarray]  # probe -> each read's sequence index
-    resamplers: dict[str, stats.Resampler]
+    resamplers: dict[str, bootstrap.Resampler]
     steps: list[int]  # every checkpoint of the run, ascending
 
 
@@ -100,7 +100,7 @@ class Judged:
     """A prediction's evidence; `test` is None when it could not be judged (`reason` says why)."""
 
     fields: dict[str, object] = field(default_factory=dict)
-    test: stats.Test | None = None
+    test: bootstrap.Test | None = None
     reason: str = ""
 
 
@@ -109,7 +109,7 @@ def finite(x: float) -> float | None:
 
 
 def interval_of(v: np.ndarray, confidence: float) -> Interval | None:
-    ci = stats.percentile_interval(v, confidence)
+    ci = bootstrap.percentile_interval(v, confidence)
     if not (math.isfinite(ci.low) and math.isfinite(ci.high)):
         return None
     return Interval(low=ci.low, high=ci.high)
@@ -173,7 +173,7 @@ class Judge:
             for q in quantities_of(expr):
                 on = q.probe or probe
                 for col in columns(q):
-                    k = (step, on, quantities.key(col))
+                    k = (step, on, p.quantity_key(col))
                     if k in self.m.errors:
                         raise NotEvaluable(f"`{q.name}` at step {step}: {self.m.errors[k]}")
                     ok = np.isfinite(self.m.values[k])
@@ -186,12 +186,12 @@ class Judge:
     def sample(self, expr: Expr, step: int, probe: str, keep: dict[str, np.ndarray]) -> np.ndarray:
         """[1 + n_resamples] plug-in value of an expression at a checkpoint."""
         if isinstance(expr, p.NumberExpr):
-            return np.full(stats.N_RESAMPLES + 1, expr.value)
+            return np.full(bootstrap.N_RESAMPLES + 1, expr.value)
         if isinstance(expr, p.QuantityExpr):
             on = expr.probe or probe
             resampler, clusters = self.m.resamplers[on], self.m.clusters[on]
             means = [
-                resampler.mean(self.m.values[(step, on, quantities.key(c))], clusters, keep[on])
+                resampler.mean(self.m.values[(step, on, p.quantity_key(c))], clusters, keep[on])
                 for c in columns(expr)
             ]
             if expr.name == "share":
@@ -254,10 +254,10 @@ class Judge:
             left, right, _ = self.sides(condition.left, condition.right, step, condition.probe)
             holds.append(OPS[condition.op](left, right))  # NaN compares False
         steps = np.asarray(self.m.steps, dtype=np.float64)
-        return stats.births(steps, np.stack(holds, axis=1))
+        return bootstrap.births(steps, np.stack(holds, axis=1))
 
     def birth_estimate(self, condition: p.Condition, born: np.ndarray) -> BirthEstimate:
-        ci = stats.order_interval(born, self.confidence)
+        ci = bootstrap.order_interval(born, self.confidence)
         return BirthEstimate(
             condition=condition_text(condition),
             step=int(born[0]) if math.isfinite(born[0]) else None,
@@ -283,13 +283,13 @@ class Judge:
         inner = None if equiv is None else self.sample(equiv[0], step, pred.probe, keep)
         return Sides(left, right, inner)
 
-    def _test(self, pred: p.TimedPrediction, sides: Sides) -> stats.Test:
+    def _test(self, pred: p.TimedPrediction, sides: Sides) -> bootstrap.Test:
         n_clusters = self.m.resamplers[pred.probe].n_clusters
         equiv = equivalence_bound(pred.left, pred.op, pred.right)
         if equiv is not None:
             assert sides.inner is not None
-            return stats.equivalence(sides.inner, equiv[1], self.confidence, n_clusters)
-        return stats.compare(sides.left - sides.right, pred.op, self.confidence, n_clusters)
+            return bootstrap.equivalence(sides.inner, equiv[1], self.confidence, n_clusters)
+        return bootstrap.compare(sides.left - sides.right, pred.op, self.confidence, n_clusters)
 
     def _reads(self, step: int, probe: str, exprs: list[Expr]) -> dict[str, object]:
         keep = self._keep(step, probe, exprs)
@@ -314,7 +314,7 @@ class Judge:
             fields["ratio_interval"] = interval_of(ratio, self.confidence)
         return fields
 
-    def _test_fields(self, test: stats.Test) -> dict[str, object]:
+    def _test_fields(self, test: bootstrap.Test) -> dict[str, object]:
         ok = math.isfinite(test.interval.low) and math.isfinite(test.interval.high)
         return {
             "test": test.name,
@@ -362,10 +362,10 @@ class Judge:
         if when.aggregate == "all":
             tests = [self._test(pred, x) for x in sides]
             if equiv is not None:
-                test = stats.every(tests, worst=lambda t: -abs(t.estimate))
+                test = bootstrap.every(tests, worst=lambda t: -abs(t.estimate))
             else:
                 sign = 1.0 if pred.op in (">", ">=") else -1.0
-                test = stats.every(tests, worst=lambda t: sign * t.estimate)
+                test = bootstrap.every(tests, worst=lambda t: sign * t.estimate)
             worst = min(sides, key=lambda x: _worst_key(x, pred.op))
             left, right = worst.left, worst.right
         elif when.aggregate == "mean":
@@ -383,7 +383,7 @@ class Judge:
                 )
             diffs = np.stack([x.left - x.right for x in sides], axis=1)
             seed = [self.seed, len(steps)]
-            test = stats.trend(np.asarray(steps, float), diffs, pred.op, self.confidence, seed)
+            test = bootstrap.trend(np.asarray(steps, float), diffs, pred.op, self.confidence, seed)
             left = np.mean([x.left for x in sides], axis=0)
             right = np.mean([x.right for x in sides], axis=0)
         fields = {
@@ -400,7 +400,7 @@ class Judge:
         left, right = self.birth(pred.left), self.birth(pred.right)
         if not (math.isfinite(left[0]) or math.isfinite(right[0])):
             raise NotEvaluable("neither condition is born by the last checkpoint")
-        test = stats.birth_order(left, right, pred.relation, self.confidence)
+        test = bootstrap.birth_order(left, right, pred.relation, self.confidence)
         fields = {
             "steps": tuple(self.m.steps),
             **self._test_fields(test),

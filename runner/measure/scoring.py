@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from runner import behaviour
 from runner.kv.dataset import Split
+from runner.measure import behaviour
 
 BATCH = 256
 

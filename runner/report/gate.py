@@ -20,7 +20,7 @@ from typing import Literal
 
 from hypodsl.errors import UserError
 from runner.atomic import atomic_write_text
-from runner.results import ClaimResult, StudyResult, Verdict
+from runner.stats.results import ClaimResult, StudyResult, Verdict
 
 FORMAT = "hypodsl-baseline/1"
 VERDICTS: tuple[Verdict, ...] = ("supported", "negative", "unsupported")

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from hypodsl import plan as p
-from runner import checkpoints
-from runner.cache import MeasurementCache
+from runner.engine.cache import MeasurementCache
 from runner.kv import dataset
 from runner.measure import quantities
 from runner.measure.probe import ProbeBatch
-from runner.model import Transformer
-from runner.rundir import RunError, data_dir, read_config
+from runner.model import checkpoints
+from runner.model.rundir import RunError, data_dir, read_config
+from runner.model.transformer import Transformer
 
 Slot = tuple[str, str]  # (probe, quantity key)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hypodsl.errors import UserError
-from runner.results import ClaimResult, StudyResult
+from runner.stats.results import ClaimResult, StudyResult
 
 
 class ResultsError(UserError):

@@ -1,0 +1,50 @@
+"""What every `hypo` command shares: the consoles, the user-error types, reading a spec.
+
+`hypodsl.cli` (the commands) and `hypodsl.cli_run` (`hypo run`) both import this module and
+never each other in the other direction, so the CLI's imports form no cycle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from hypodsl.compiler import compile_spec
+from hypodsl.errors import HypError, UserError, format_error
+from hypodsl.parser import parse
+from hypodsl.plan import Plan
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap file:line:col
+
+
+class UsageError(UserError):
+    """Bad arguments or inputs outside a spec (a missing run directory, say)."""
+
+
+def read_spec(spec_path: Path) -> str:
+    try:
+        return spec_path.read_text()
+    except OSError as e:
+        raise UsageError(f"{spec_path}: {e.strerror}") from None
+
+
+def load_plan(spec_path: Path, signature: dict | None) -> Plan:
+    text = read_spec(spec_path)
+    sources = {str(spec_path): text}
+    try:
+        return compile_spec(parse(text, str(spec_path)), text, signature, sources=sources)
+    except HypError as e:
+        raise SpecError(format_error(e, sources)) from None
+
+
+class SpecError(Exception):
+    """A spec that does not compile; its message is the formatted `file:line:col` report."""
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
