@@ -23,7 +23,7 @@ from hypodsl.cli_common import (
     read_spec,
     set_threads,
 )
-from hypodsl.errors import HypError, UserError, format_error
+from hypodsl.errors import HypError, UserError, format_error, printable
 from hypodsl.parser import parse
 
 
@@ -75,13 +75,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if args.stdout:
-            from rich.syntax import Syntax
-
-            from hypodsl.highlight import HypLexer
-
-            console.print(
-                Syntax(formatted, HypLexer(), theme="ansi_dark", background_color="default")
-            )
+            _print_spec(formatted)
         elif formatted != text:
             changed.append(name)
             if not args.check:
@@ -91,6 +85,20 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     if failed:
         return 2
     return 1 if args.check and changed else 0
+
+
+def _print_spec(text: str) -> None:
+    """The text exactly as written; highlighted only on a terminal wide enough for every line
+    (Rich would crop a longer one)."""
+    widest = max((len(line) for line in text.splitlines()), default=0)
+    if console.is_terminal and widest < console.width:
+        from rich.syntax import Syntax
+
+        from hypodsl.highlight import HypLexer
+
+        console.print(Syntax(text, HypLexer(), theme="ansi_dark", background_color="default"))
+    else:
+        sys.stdout.write(text)
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -312,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted")
         return 130
     except (UserError, FileNotFoundError) as e:
-        err_console.print(f"error: {e}", markup=False)
+        err_console.print(f"error: {printable(str(e))}")
         return 2
 
 

@@ -14,9 +14,14 @@ from hypodsl.compiler import compile_spec
 from hypodsl.errors import HypError, UserError, format_error
 from hypodsl.parser import parse
 from hypodsl.plan import Plan
+from hypodsl.sources import read_spec_text
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # never wrap file:line:col
+# Markup and emoji codes are off: names, titles and paths are printed as written (with emoji
+# codes on, `spec.hyp:100:1` printed as `spec.hyp💯1`). A message that styles its own words
+# builds a rich Text.
+console = Console(highlight=False, markup=False, emoji=False)
+# soft_wrap: never wrap a file:line:col line
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 class UsageError(UserError):
@@ -24,10 +29,13 @@ class UsageError(UserError):
 
 
 def read_spec(spec_path: Path) -> str:
+    """A spec's text (hypodsl.sources' rules); bytes that are not UTF-8 are a SpecError."""
     try:
-        return spec_path.read_text()
+        return read_spec_text(spec_path)
     except OSError as e:
-        raise UsageError(f"{spec_path}: {e.strerror}") from None
+        raise UsageError(f"{spec_path}: {e.strerror or e}") from None
+    except HypError as e:
+        raise SpecError(format_error(e)) from None
 
 
 def load_plan(spec_path: Path, signature: dict | None) -> Plan:

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
+
 from hypodsl.cli_common import (
     SpecError,
     UsageError,
@@ -22,6 +24,7 @@ from hypodsl.cli_common import (
     read_spec,
     set_threads,
 )
+from hypodsl.errors import printable
 from hypodsl.plan import Plan
 
 if TYPE_CHECKING:
@@ -105,7 +108,7 @@ def run_specs(args: argparse.Namespace) -> int:
         try:
             plan, run_dirs = compile_for_run(spec, args.run)
         except (SpecError, UsageError) as e:
-            err_console.print(str(e) if isinstance(e, SpecError) else f"error: {e}", markup=False)
+            err_console.print(str(e) if isinstance(e, SpecError) else f"error: {printable(str(e))}")
             failed += 1
             continue
         if run_dirs:
@@ -186,10 +189,14 @@ def _gate(spec: Path, result: StudyResult, baseline: Baseline, update: bool) -> 
     checks = check_study(spec.stem, result, baseline)
     for c in checks:
         if c.status == "improved" and not update:
-            console.print(f"[blue]notice[/]: {c.message}", soft_wrap=True)
+            console.print(_notice(c.message), soft_wrap=True)
     for name in baseline.removed(spec.stem, result):
-        console.print(f"[blue]notice[/]: {name}: in the baseline, no longer in {spec}")
+        console.print(_notice(f"{name}: in the baseline, no longer in {spec}"))
     if update:
         baseline.record(spec.stem, result)
         return [c for c in checks if c.status == "regression" and c.source == "expect"]
     return [c for c in checks if c.status == "regression"]
+
+
+def _notice(message: str) -> Text:
+    return Text.assemble(("notice", "blue"), f": {printable(message)}")

@@ -16,11 +16,19 @@ from typing import Any
 
 from hypodsl import plan as p
 from hypodsl import syntax as s
-from hypodsl.errors import HypError, HypValidationError, MultipleErrors, SourcePosition, flatten
+from hypodsl.errors import (
+    HypError,
+    HypValidationError,
+    MultipleErrors,
+    SourcePosition,
+    collector_paused,
+    flatten,
+)
 from hypodsl.quantities import ABLATION_METHODS, GRAM_GROUPS, INTERVENTIONS, QUANTITIES
+from hypodsl.sources import read_spec_text
 
 # Reads an imported file: (path) -> (text, spec), raising HypError on syntax errors.
-Loader = Callable[[Path], tuple[str, s.Spec]]
+Loader = Callable[[Path], str]  # an imported file's text (see hypodsl.sources)
 
 
 def suggest(name: str, known: Iterable[str]) -> str:
@@ -54,6 +62,7 @@ class _Compiler:
         self.scope = _Scope()
         self.imports: list[str] = []
         self.claims: dict[str, p.ClaimPlan] = {}
+        self._lines: dict[str, list[str]] = {}
 
     def error(self, message: str, pos: SourcePosition) -> None:
         self.errors.append(HypValidationError(message, pos))
@@ -151,17 +160,22 @@ class _Compiler:
             cycle = " -> ".join(Path(u).name for u in (*stack, str(path)))
             self.error(f"import cycle: {cycle}", st.pos)
             return
+        from hypodsl.parser import parse
+
         try:
-            text, spec = self.loader(path)
-        except HypError as e:
+            text = self.loader(path)
+        except HypError as e:  # not UTF-8: the error names the byte's line and column
             self.errors.append(e)
-            if path.exists():  # so the error can be shown with its source line
-                self.sources[str(path)] = path.read_text()
             return
         except OSError as e:
             self.error(f"cannot import `{st.path}`: {e.strerror or e}", st.pos)
             return
-        self.sources[spec.pos.uri] = text
+        self.sources[str(path)] = text  # so an error in it is shown with its source line
+        try:
+            spec = parse(text, str(path))
+        except HypError as e:
+            self.errors.append(e)
+            return
         self.imports.append(str(path))
         self.declarations(spec, (*stack, spec.pos.uri), main=False)
 
@@ -376,6 +390,8 @@ class _Compiler:
         match e:
             case s.Number(value=value):
                 return p.NumberExpr(value=value)
+            case s.Sum(terms=terms, ops=ops):
+                return p.SumExpr(terms=tuple(self.expr(t) for t in terms), ops=ops)
             case s.BinOp(op=op, left=left, right=right):
                 return p.BinaryExpr(op=op, left=self.expr(left), right=self.expr(right))
             case s.Neg(operand=operand):
@@ -488,6 +504,9 @@ class _Compiler:
             self.error("write `patch(TARGET, from=STEP)` or `patch(TARGET, from=PROBE)`", c.pos)
             return None
         if isinstance(source.value, s.Number):
+            if not source.value.value.is_integer():
+                self.error(f"a step is a whole number; `{source.value.value:g}` is not", source.pos)
+                return None
             step = int(source.value.value)
             self.check_step(step, source.value.pos)
             return p.Patch(target=node, from_step=p.StepRef(kind="number", number=step))
@@ -500,7 +519,9 @@ class _Compiler:
         return None
 
     def source_text(self, pos: SourcePosition) -> str:
-        lines = self.sources.get(pos.uri, "").splitlines()
+        if pos.uri not in self._lines:  # split each file once: check stays linear in its size
+            self._lines[pos.uri] = self.sources.get(pos.uri, "").splitlines()
+        lines = self._lines[pos.uri]
         if not lines:
             return ""
         if pos.line == pos.end_line:
@@ -516,16 +537,15 @@ def _terms(e: Any) -> list[s.Term]:
         return [e]
     if isinstance(e, s.Comparison | s.BinOp):
         return _terms(e.left) + _terms(e.right)
+    if isinstance(e, s.Sum):
+        return [t for term in e.terms for t in _terms(term)]
     if isinstance(e, s.Neg | s.Abs):
         return _terms(e.operand)
     return []
 
 
-def _default_loader(path: Path) -> tuple[str, s.Spec]:
-    from hypodsl.parser import parse
-
-    text = path.read_text()
-    return text, parse(text, str(path))
+def _default_loader(path: Path) -> str:
+    return read_spec_text(path, imported=True)
 
 
 def compile_spec(
@@ -541,4 +561,5 @@ def compile_spec(
     """
     sources = sources if sources is not None else {}
     sources[spec.pos.uri] = text
-    return _Compiler(signature, loader, sources).compile(spec)
+    with collector_paused():
+        return _Compiler(signature, loader, sources).compile(spec)

@@ -8,6 +8,9 @@ line and carets under the span.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -60,6 +63,48 @@ class MultipleErrors(HypError):
         return "\n".join(str(e) for e in self.errors)
 
 
+def printable(text: str) -> str:
+    """`text` with control characters written as escapes (`\\x1b`), so that printing a name,
+    title or message taken from user input can neither move the cursor nor recolour the
+    terminal. Newlines and tabs are kept."""
+    return "".join(c if c.isprintable() or c in "\n\t" else _escape(c) for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large syntax tree or plan is built.
+
+    Building one allocates hundreds of thousands of objects and no cycles; each automatic
+    collection rescans them all, which made parsing a 16,000-claim spec quadratic."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+SHOWN_COLUMNS = 100  # of a long source line, the part around the error
+
+
+def _source_excerpt(src: str, column: int, end: int) -> list[str]:
+    """The source line (a window of it when long) and carets under columns [column, end)."""
+    start = 0 if len(src) <= SHOWN_COLUMNS else max(0, min(column - 21, len(src) - SHOWN_COLUMNS))
+    shown = src[start : start + SHOWN_COLUMNS]
+    lead = "…" if start > 0 else ""
+    tail = "…" if start + SHOWN_COLUMNS < len(src) else ""
+    width = max(1, min(end, start + SHOWN_COLUMNS + 1) - column)
+    # one column per character, so the carets stay under the span
+    text = lead + "".join(c if c.isprintable() else "?" for c in shown) + tail
+    return ["  " + text, "  " + " " * (len(lead) + column - 1 - start) + "^" * width]
+
+
 def flatten(error: HypError) -> list[HypError]:
     return error.errors if isinstance(error, MultipleErrors) else [error]
 
@@ -67,15 +112,16 @@ def flatten(error: HypError) -> list[HypError]:
 def format_error(error: HypError, sources: dict[str, str] | None = None) -> str:
     """`file:line:col: message`, then the source line and carets under the span."""
     lines = []
+    split: dict[str, list[str]] = {}  # each file split once, however many errors it has
     for err in flatten(error):
-        lines.append(str(err))
+        lines.append(printable(str(err)))
         text = (sources or {}).get(err.pos.uri) if err.pos else None
         if err.pos and text is not None:
-            source_lines = text.splitlines()
+            if err.pos.uri not in split:
+                split[err.pos.uri] = text.splitlines()
+            source_lines = split[err.pos.uri]
             if 0 < err.pos.line <= len(source_lines):
                 src = source_lines[err.pos.line - 1]
                 end = err.pos.end_column if err.pos.end_line == err.pos.line else len(src) + 1
-                width = max(1, end - err.pos.column)
-                lines.append(f"  {src}")
-                lines.append("  " + " " * (err.pos.column - 1) + "^" * width)
+                lines.extend(_source_excerpt(src, err.pos.column, end))
     return "\n".join(lines)

@@ -27,7 +27,7 @@ _GROUP = {
     s.CircuitDecl: "path",
     s.Claim: "claim",
 }
-_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}  # a Sum is level 1
 
 
 def number(value: float) -> str:
@@ -105,6 +105,12 @@ def expr(e: s.Expr, parent: int = 0, right_side: bool = False) -> str:
         return f"|{expr(e.operand)}|"
     if isinstance(e, s.Neg):
         return f"-{expr(e.operand, 3)}"
+    if isinstance(e, s.Sum):
+        # A sum inside a sum was bracketed in the source (sums are flat): keep its brackets.
+        text = expr(e.terms[0], 2)
+        for op, term in zip(e.ops, e.terms[1:], strict=True):
+            text += f" {op} {expr(term, 2)}"
+        return f"({text})" if parent >= 1 else text
     level = _PRECEDENCE[e.op]
     text = f"{expr(e.left, level)} {e.op} {expr(e.right, level, right_side=True)}"
     needs = level < parent or (level == parent and right_side)

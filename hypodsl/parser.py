@@ -7,11 +7,13 @@ and a message in words ("expected a comparison operator after `accuracy`").
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -22,7 +24,8 @@ from lark.exceptions import (
 from lark.tree import Meta
 
 from hypodsl import syntax as s
-from hypodsl.errors import HypSyntaxError, SourcePosition
+from hypodsl.errors import HypSyntaxError, SourcePosition, collector_paused
+from hypodsl.sources import read_spec_text
 
 _HERE = Path(__file__).resolve().parent
 _GRAMMAR_PLACES = (_HERE / "grammar" / "hyp.lark", _HERE.parent / "grammar" / "hyp.lark")
@@ -59,6 +62,13 @@ TERMINAL_WORDS = {
 }
 
 
+# Bounds that keep every later stage (compiler, formatter, plan JSON, judge) out of deep
+# recursion and out of numbers a float cannot hold. Sums are flat and need no bound.
+MAX_NESTING = 64  # nested `*` `/` `-x` `|x|` and parenthesised sums in one expression
+MAX_DIGITS = 18  # a whole number (step, size, seed, index) stays below 10**18
+_NESTING_RULES = {"sum", "mul", "div", "neg", "abs"}
+
+
 def grammar_path() -> Path:
     for place in _GRAMMAR_PLACES:
         if place.exists():
@@ -78,10 +88,16 @@ def _lark() -> Lark:
 
 def parse(text: str, uri: str = "<string>") -> s.Spec:
     """Parse one file's text; raise `HypSyntaxError` naming `uri:line:col`."""
+    with collector_paused():
+        return _parse(text, uri)
+
+
+def _parse(text: str, uri: str) -> s.Spec:
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, text, uri) from None
+    _check_nesting(tree, uri)
     try:
         spec = _ToSyntax(uri).transform(tree)
     except VisitError as e:  # an error raised while building the tree, e.g. a bad escape
@@ -93,10 +109,49 @@ def parse(text: str, uri: str = "<string>") -> s.Spec:
 
 def parse_file(path: Path) -> s.Spec:
     try:
-        text = path.read_text()
+        text = read_spec_text(path)
     except OSError as e:
         raise HypSyntaxError(f"cannot read {path}: {e.strerror}") from None
     return parse(text, str(path))
+
+
+def _check_nesting(tree: Tree, uri: str) -> None:
+    """Refuse expressions nested deeper than MAX_NESTING, before anything recurses over them."""
+    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        depth += node.data in _NESTING_RULES
+        if depth > MAX_NESTING:
+            raise HypSyntaxError(
+                f"expression nested more than {MAX_NESTING} deep (products, unary minus, `|x|` "
+                "and bracketed sums); write it as several predictions",
+                _pos(uri, node.meta),
+            )
+        stack.extend((c, depth) for c in node.children if isinstance(c, Tree))
+
+
+def _whole(tok: Token, uri: str, digits: str | None = None) -> int:
+    """A whole number from the source, refused past MAX_DIGITS digits."""
+    digits = str(tok) if digits is None else digits
+    if len(digits) > MAX_DIGITS:
+        shown = digits if len(digits) <= 24 else f"{digits[:12]}…{digits[-4:]}"
+        raise HypSyntaxError(
+            f"whole number `{shown}` has {len(digits)} digits; at most {MAX_DIGITS}",
+            _tok_pos(uri, tok),
+        )
+    return int(digits)
+
+
+def _finite(tok: Token, uri: str) -> float:
+    """A number from the source, refused when a float cannot hold it (`1e400`)."""
+    value = float(str(tok))
+    if not math.isfinite(value):
+        shown = str(tok) if len(str(tok)) <= 24 else f"{str(tok)[:12]}…"
+        raise HypSyntaxError(
+            f"number `{shown}` is too large (a float holds at most about 1.8e308)",
+            _tok_pos(uri, tok),
+        )
+    return value
 
 
 def _syntax_error(e: UnexpectedInput, text: str, uri: str) -> HypSyntaxError:
@@ -181,11 +236,12 @@ def _tok_pos(uri: str, tok: Token) -> SourcePosition:
 _COMPONENT = re.compile(r"L(\d+)\.(?:H(\d+)(?:\.([qkv]))?|mlp)")
 
 
-def _component(tok: Token) -> tuple[int, int, str | None]:
+def _component(tok: Token, uri: str) -> tuple[int, int, str | None]:
     """(layer, head, input) of `L1.H2`, `L1.H2.k` or `L2.mlp` (head -1 for an MLP)."""
     m = _COMPONENT.fullmatch(str(tok))
     assert m is not None, tok
-    return int(m.group(1)), int(m.group(2) or -1), m.group(3)
+    head = _whole(tok, uri, m.group(2)) if m.group(2) else -1
+    return _whole(tok, uri, m.group(1)), head, m.group(3)
 
 
 def scan_comments(text: str, uri: str) -> tuple[s.Comment, ...]:
@@ -241,14 +297,18 @@ class _ToSyntax(Transformer):
     def probe_decl(self, meta: Meta, c: list) -> s.ProbeDecl:
         name, split, n, *seed = c
         return s.ProbeDecl(
-            self._p(meta), self._name(name), self._name(split), int(n), seed[0] if seed else None
+            self._p(meta),
+            self._name(name),
+            self._name(split),
+            _whole(n, self.uri),
+            seed[0] if seed else None,
         )
 
     def probe_seed(self, meta: Meta, c: list) -> int:
-        return int(c[0])
+        return _whole(c[0], self.uri)
 
     def confidence_decl(self, meta: Meta, c: list) -> s.ConfidenceDecl:
-        return s.ConfidenceDecl(self._p(meta), float(c[0]))
+        return s.ConfidenceDecl(self._p(meta), _finite(c[0], self.uri))
 
     def correction_decl(self, meta: Meta, c: list) -> s.CorrectionDecl:
         return s.CorrectionDecl(self._p(meta), str(c[0]))  # type: ignore[arg-type]
@@ -260,13 +320,13 @@ class _ToSyntax(Transformer):
         return s.WindowDecl(self._p(meta), self._name(c[0]), c[1])
 
     def window_fixed(self, meta: Meta, c: list) -> s.WindowRange:
-        return s.WindowRange(self._p(meta), int(c[0]), int(c[1]))
+        return s.WindowRange(self._p(meta), _whole(c[0], self.uri), _whole(c[1], self.uri))
 
     def window_from(self, meta: Meta, c: list) -> s.WindowRange:
-        return s.WindowRange(self._p(meta), int(c[0]), None)
+        return s.WindowRange(self._p(meta), _whole(c[0], self.uri), None)
 
     def window_until(self, meta: Meta, c: list) -> s.WindowRange:
-        return s.WindowRange(self._p(meta), None, int(c[0]))
+        return s.WindowRange(self._p(meta), None, _whole(c[0], self.uri))
 
     def window_before_birth(self, meta: Meta, c: list) -> s.WindowBirth:
         return s.WindowBirth(self._p(meta), "before", c[0])
@@ -294,22 +354,24 @@ class _ToSyntax(Transformer):
         return s.Unembed(self._p(meta))
 
     def head_node(self, meta: Meta, c: list) -> s.Head:
-        layer, head, _ = _component(c[0])
+        layer, head, _ = _component(c[0], self.uri)
         return s.Head(self._p(meta), layer, head)
 
     def head_input_node(self, meta: Meta, c: list) -> s.HeadInput:
-        layer, head, inp = _component(c[0])
+        layer, head, inp = _component(c[0], self.uri)
         return s.HeadInput(self._p(meta), layer, head, inp)  # type: ignore[arg-type]
 
     def head_qk_node(self, meta: Meta, c: list) -> s.HeadQK:
-        layer, head, _ = _component(c[0])
+        layer, head, _ = _component(c[0], self.uri)
         return s.HeadQK(self._p(meta), layer, head, self._name(c[1]), self._name(c[2]))
 
     def mlp_node(self, meta: Meta, c: list) -> s.Mlp:
-        return s.Mlp(self._p(meta), _component(c[0])[0])
+        return s.Mlp(self._p(meta), _component(c[0], self.uri)[0])
 
     def neurons_node(self, meta: Meta, c: list) -> s.Neurons:
-        return s.Neurons(self._p(meta), _component(c[0])[0], tuple(int(t) for t in c[1:]))
+        return s.Neurons(
+            self._p(meta), _component(c[0], self.uri)[0], tuple(_whole(t, self.uri) for t in c[1:])
+        )
 
     # claims
     def claim(self, meta: Meta, c: list) -> s.Claim:
@@ -344,7 +406,7 @@ class _ToSyntax(Transformer):
         return s.Over(self._p(meta), self._name(c[0]), str(c[1]))  # type: ignore[arg-type]
 
     def step_number(self, meta: Meta, c: list) -> s.Step:
-        return s.Step(self._p(meta), "number", int(c[0]))
+        return s.Step(self._p(meta), "number", _whole(c[0], self.uri))
 
     def step_final(self, meta: Meta, c: list) -> s.Step:
         return s.Step(self._p(meta), "final")
@@ -366,11 +428,9 @@ class _ToSyntax(Transformer):
     def _binary(self, op: str, meta: Meta, c: list) -> s.BinOp:
         return s.BinOp(self._p(meta), op, c[0], c[1])  # type: ignore[arg-type]
 
-    def add(self, meta: Meta, c: list) -> s.BinOp:
-        return self._binary("+", meta, c)
-
-    def sub(self, meta: Meta, c: list) -> s.BinOp:
-        return self._binary("-", meta, c)
+    def sum(self, meta: Meta, c: list) -> s.Sum:
+        ops: tuple[Any, ...] = tuple(str(op) for op in c[1::2])  # "+" or "-", by the grammar
+        return s.Sum(self._p(meta), tuple(c[0::2]), ops)
 
     def mul(self, meta: Meta, c: list) -> s.BinOp:
         return self._binary("*", meta, c)
@@ -385,7 +445,7 @@ class _ToSyntax(Transformer):
         return s.Abs(self._p(meta), c[0])
 
     def number(self, meta: Meta, c: list) -> s.Number:
-        return s.Number(self._p(meta), float(c[0]))
+        return s.Number(self._p(meta), _finite(c[0], self.uri))
 
     def term(self, meta: Meta, c: list) -> s.Term:
         call, *rest = c
@@ -419,7 +479,7 @@ class _ToSyntax(Transformer):
         return self._name(c[0])
 
     def number_value(self, meta: Meta, c: list) -> s.Number:
-        return s.Number(self._p(meta), float(c[0]))
+        return s.Number(self._p(meta), _finite(c[0], self.uri))
 
     def final_value(self, meta: Meta, c: list) -> s.StepValue:
         return s.StepValue(self._p(meta), "final")

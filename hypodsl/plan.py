@@ -146,9 +146,18 @@ class NumberExpr(Frozen):
     value: float
 
 
+class SumExpr(Frozen):
+    """Terms joined left to right by `ops` (ops[i] joins terms[i] and terms[i + 1]); flat, so
+    a long sum nests nowhere."""
+
+    kind: Literal["sum"] = "sum"
+    terms: tuple[Expr, ...]
+    ops: tuple[Literal["+", "-"], ...]
+
+
 class BinaryExpr(Frozen):
     kind: Literal["binary"] = "binary"
-    op: Literal["+", "-", "*", "/"]
+    op: Literal["*", "/"]
     left: Expr
     right: Expr
 
@@ -159,7 +168,9 @@ class UnaryExpr(Frozen):
     operand: Expr
 
 
-Expr = Annotated[QuantityExpr | NumberExpr | BinaryExpr | UnaryExpr, Field(discriminator="kind")]
+Expr = Annotated[
+    QuantityExpr | NumberExpr | SumExpr | BinaryExpr | UnaryExpr, Field(discriminator="kind")
+]
 
 
 class Condition(Frozen):
@@ -280,6 +291,7 @@ class Plan(Frozen):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
+SumExpr.model_rebuild()
 BinaryExpr.model_rebuild()
 UnaryExpr.model_rebuild()
 Condition.model_rebuild()

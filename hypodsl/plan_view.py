@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
 from hypodsl import plan as p
+from hypodsl.errors import printable
 from hypodsl.plan import Plan
 
 
@@ -32,6 +33,9 @@ def expr_text(e: object) -> str:
             return f"-({expr_text(operand)})"
         case p.UnaryExpr(operand=operand):
             return f"|{expr_text(operand)}|"
+        case p.SumExpr(terms=terms, ops=ops):
+            rest = "".join(f" {op} {expr_text(t)}" for op, t in zip(ops, terms[1:], strict=True))
+            return f"({expr_text(terms[0])}{rest})"
         case p.BinaryExpr(op=op, left=left, right=right):
             return f"({expr_text(left)} {op} {expr_text(right)})"
         case p.QuantityExpr():
@@ -65,16 +69,21 @@ def window_text(w: p.RangeWindow | p.BirthWindow) -> str:
 
 
 def plan_tree(plan: Plan) -> Tree:
+    """Every label is a `Text` built from the plan's strings, so names and titles print as
+    written (no markup, control characters escaped) on any console."""
+    hash12 = plan.content_hash()[:12]
     root = Tree(
-        f"[bold]{escape(plan.study)}[/]  ({escape(plan.source)}, plan {plan.content_hash()[:12]})"
+        Text.assemble(
+            (printable(plan.study), "bold"), f"  ({printable(plan.source)}, plan {hash12})"
+        )
     )
     if plan.run:
-        root.add(escape(f"run {plan.run.name} = {plan.run.path}"))
+        root.add(_text(f"run {plan.run.name} = {plan.run.path}"))
     if plan.runs:
-        root.add(escape(f"runs {plan.runs.name} = {plan.runs.pattern}"))
-    root.add(f"confidence {plan.confidence:g}, correction {plan.correction}")
+        root.add(_text(f"runs {plan.runs.name} = {plan.runs.pattern}"))
+    root.add(_text(f"confidence {plan.confidence:g}, correction {plan.correction}"))
     if plan.marks:
-        root.add(escape("mark " + ", ".join(plan.marks)))
+        root.add(_text("mark " + ", ".join(plan.marks)))
     for title, items in (
         (
             "probes",
@@ -88,17 +97,21 @@ def plan_tree(plan: Plan) -> Tree:
         ("circuits", [f"{n}: {' + '.join(ps)}" for n, ps in plan.circuits.items()]),
     ):
         if items:
-            branch = root.add(title)
+            branch = root.add(_text(title))
             for item in items:
-                branch.add(escape(item), highlight=False)
-    claims = root.add("claims")
+                branch.add(_text(item), highlight=False)
+    claims = root.add(_text("claims"))
     for claim in plan.claims:
-        label = f"[bold]{escape(claim.name)}[/] — {escape(claim.statement)}"
+        label = Text.assemble((printable(claim.name), "bold"), f" — {printable(claim.statement)}")
         if claim.pending:
-            label += " [blue](pending)[/]"
+            label.append(" (pending)", style="blue")
         if claim.expect:
-            label += f" (expect {claim.expect})"
+            label.append(f" (expect {claim.expect})")
         node = claims.add(label)
         for pred in claim.predictions:
-            node.add(escape(f"line {pred.source.line}: {pred.text}"), highlight=False)
+            node.add(_text(f"line {pred.source.line}: {pred.text}"), highlight=False)
     return root
+
+
+def _text(text: str) -> Text:
+    return Text(printable(text))

@@ -131,8 +131,17 @@ class Term(Node):
 
 
 @dataclass(frozen=True)
+class Sum(Node):
+    """`a + b - c`: two or more terms joined left to right by `ops` (ops[i] joins terms[i] and
+    terms[i + 1]). Flat, so a sum of any length nests nowhere."""
+
+    terms: tuple[Expr, ...]
+    ops: tuple[Literal["+", "-"], ...]
+
+
+@dataclass(frozen=True)
 class BinOp(Node):
-    op: Literal["+", "-", "*", "/"]
+    op: Literal["*", "/"]
     left: Expr
     right: Expr
 
@@ -147,7 +156,7 @@ class Abs(Node):
     operand: Expr
 
 
-Expr = Number | Term | BinOp | Neg | Abs
+Expr = Number | Term | Sum | BinOp | Neg | Abs
 
 
 @dataclass(frozen=True)

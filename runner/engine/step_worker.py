@@ -41,6 +41,7 @@ class StepTask:
     seed: int
     device: str
     threads: int | None = None
+    reads: dict[str, int] = field(default_factory=dict)  # probe -> reads: a cached array's length
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def measure_step(task: StepTask) -> StepOutcome:
     errors: dict[Slot, str] = {}
     missing: list[Slot] = []
     for slot, key in sorted(task.cache_keys.items()):
-        hit = cache.get(key)
+        hit = cache.get(key, task.reads.get(slot[0]))
         if hit is None:
             missing.append(slot)
         elif isinstance(hit, str):

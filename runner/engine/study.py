@@ -114,6 +114,7 @@ class Engine:
         self.steps = checkpoints.list_steps(run_dir)
         self.measured_steps: dict[int, str] = {}  # step -> SHA-256 of the weights it read
         self.computed = 0  # quantities measured rather than read from the cache
+        self.reads: dict[str, int] = {}  # probe -> reads, so a cached array's length is checked
         self.requested = 0  # quantities needed at readable checkpoints
         self.seconds: dict[tuple[int, str, str], float] = {}  # wall time of each measured read
         self.claim_seconds: dict[str, float] = {}  # measuring (shared reads split) and judging
@@ -200,6 +201,7 @@ class Engine:
                     seed=self.seed,
                     device=self.device,
                     threads=self.worker_threads(),
+                    reads=self.reads,
                 )
             )
         return tasks
@@ -235,6 +237,7 @@ class Engine:
         probe_hashes = {
             name: probe_hash(splits[name], self.plan.probe(name)) for name in probe_names
         }
+        self.reads = {name: len(splits[name].reads.sequence) for name in probe_names}
         wanted_steps = set(requests)
         for step, per_probe in requests.items():
             for wanted in per_probe.values():

@@ -125,6 +125,8 @@ def derangement(n: int, seed: int) -> torch.Tensor:
 
 
 def resample_source(activation: torch.Tensor, seed: int) -> torch.Tensor:
+    if activation.shape[0] < 2:  # the only derangement of one sequence is itself: a no-op
+        raise ValueError("resample ablation needs a probe of at least 2 sequences; it has 1")
     return activation[derangement(activation.shape[0], seed)]
 
 

@@ -71,11 +71,19 @@ def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
     """[read] float64 values of the quantity."""
     if q.interventions and q.name not in BEHAVIOUR:
         raise MeasureError(f"interventions on `{q.name}` are not implemented yet")
+    if not bool(torch.isfinite(ctx.run.logits).all()):
+        raise MeasureError(
+            f"the clean forward pass gives NaN or Inf logits at step {ctx.step}: "
+            "no quantity of this probe is trustworthy there"
+        )
     try:
         values = _measure(ctx, q)
     except (PathError, ValueError) as e:
         raise MeasureError(str(e)) from None
-    return values.detach().cpu().to(torch.float64).numpy()
+    out = values.detach().cpu().to(torch.float64).numpy()
+    if np.isinf(out).any():  # NaN marks an undefined read (an empty role); Inf is an overflow
+        raise MeasureError(f"`{q.name}` is infinite at {int(np.isinf(out).sum())} read(s)")
+    return out
 
 
 def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +58,49 @@ def list_steps(run_dir: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STEP_FILE.match(p.name)))
 
 
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+MAX_WEIGHTS_BYTES = 16 * 1024**3  # far above any model this project trains
+
+
+def _regular_file(path: Path, what: str) -> int:
+    """The size of `path` if it is a regular file (links followed); else a CheckpointError:
+    reading a FIFO would block and a link to /dev/zero would never end."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {what} missing") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: {what} unreadable ({e.strerror})") from None
+    if not stat.S_ISREG(info.st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/")):
+        raise CheckpointError(f"{path}: {what} is not a regular file")
+    return info.st_size
+
+
 def read_sidecar(run_dir: Path, step: int) -> dict[str, Any]:
     path = sidecar_path(run_dir, step)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise CheckpointError(f"no checkpoint at step {step} in {run_dir}")
+    if _regular_file(path, "sidecar") > MAX_SIDECAR_BYTES:
+        raise CheckpointError(f"{path}: sidecar larger than {MAX_SIDECAR_BYTES >> 20} MB")
     try:
-        return json.loads(path.read_text())
+        sidecar = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: corrupt sidecar (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: corrupt sidecar ({e.msg})") from None
+    if not isinstance(sidecar, dict):
+        raise CheckpointError(f"{path}: corrupt sidecar (not a JSON object)")
+    if not isinstance(sidecar.get("sha256"), str) or sidecar.get("step") != step:
+        raise CheckpointError(f"{path}: corrupt sidecar (needs `step` {step} and `sha256`)")
+    return sidecar
 
 
 def load_state(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     """The weights of one checkpoint, verified against the sidecar's hash."""
     expected = read_sidecar(run_dir, step)["sha256"]
     path = weights_path(run_dir, step)
-    if not path.exists():
-        raise CheckpointError(f"{path}: weights file missing")
+    if _regular_file(path, "weights file") > MAX_WEIGHTS_BYTES:
+        raise CheckpointError(f"{path}: weights file larger than {MAX_WEIGHTS_BYTES >> 30} GB")
     blob = path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != expected:
         raise CheckpointError(f"{path}: corrupt checkpoint (SHA-256 does not match its sidecar)")
@@ -82,9 +111,21 @@ def load_state(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
 
 
 def load_model(run_dir: Path, step: int, config: ModelConfig) -> Transformer:
+    """The model at `step`; weights of another dtype or shape, or not finite, are refused."""
     model = Transformer(config)
+    state = load_state(run_dir, step)
+    path = weights_path(run_dir, step)
+    expected = model.state_dict()
+    for name, tensor in state.items():
+        want = expected.get(name)
+        if want is not None and tensor.dtype != want.dtype:
+            raise CheckpointError(
+                f"{path}: `{name}` is {tensor.dtype}, the model needs {want.dtype}"
+            )
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: `{name}` holds NaN or Inf values")
     try:
-        model.load_state_dict(load_state(run_dir, step))
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(
             f"{weights_path(run_dir, step)}: does not fit the model: {e}"
@@ -100,8 +141,7 @@ def verified_sha256(run_dir: Path, step: int) -> str:
     """The SHA-256 of the weights file as it is now, checked against its sidecar."""
     expected = file_sha256(run_dir, step)
     path = weights_path(run_dir, step)
-    if not path.exists():
-        raise CheckpointError(f"{path}: weights file missing")
+    _regular_file(path, "weights file")
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -20,6 +20,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from hypodsl.errors import printable
 from runner.report.gate import Check
 from runner.report.ledger import fmt
 from runner.stats.results import ClaimResult, PredictionResult, SeriesPoint, StudyResult
@@ -53,7 +54,7 @@ def estimate_text(pred: PredictionResult) -> str:
 def summary_table(result: StudyResult, seconds: dict[str, float] | None = None) -> Table:
     """Claim, verdict, estimate [interval] and threshold of its first prediction, and the
     claim's wall time (its judging plus its share of the measuring) when `seconds` has it."""
-    table = Table(title=result.study, title_justify="left")
+    table = Table(title=Text(printable(result.study)), title_justify="left")
     table.add_column("claim", overflow="fold", ratio=3)
     table.add_column("verdict", overflow="fold", ratio=2)
     table.add_column("estimate [interval]", overflow="fold", ratio=4)
@@ -61,7 +62,7 @@ def summary_table(result: StudyResult, seconds: dict[str, float] | None = None) 
     if seconds is not None:
         table.add_column("time", justify="right", no_wrap=True)
     for claim in result.claims:
-        row: list[RenderableType] = [claim.name, verdict_text(claim)]
+        row: list[RenderableType] = [Text(claim.name), verdict_text(claim)]
         if claim.pending:
             row += ["—", "—"]
         elif not claim.predictions:
@@ -102,15 +103,16 @@ def claim_details(claim: ClaimResult, spec_text: str | None = None) -> Renderabl
                    line_numbers=True, start_line=claim.line, word_wrap=True)
         )  # fmt: skip
     else:
-        parts.append(Text(claim.statement))
+        parts.append(Text(printable(claim.statement)))
     for run in claim.runs:
-        parts.append(Text(f"run {run.run}: {run.verdict.capitalize()} — {run.reason}"))
+        reason = printable(run.reason)
+        parts.append(Text(f"run {printable(run.run)}: {run.verdict.capitalize()} — {reason}"))
     for pred in claim.predictions:
         parts.append(Text(f"line {pred.line}: {pred.text}", style="bold"))
         if pred.series:
             parts.append(series_table(pred.series))
-        parts.append(Text(f"{pred.verdict.capitalize()}: {pred.reason}"))
-    parts.append(Text(f"claim: {claim.reason}", style="dim"))
+        parts.append(Text(f"{pred.verdict.capitalize()}: {printable(pred.reason)}"))
+    parts.append(Text(f"claim: {printable(claim.reason)}", style="dim"))
     return Group(*parts, Text(""))
 
 
@@ -163,10 +165,10 @@ def gate_table(checks: Sequence[Check]) -> Table:
     table.add_column("reason", overflow="fold", ratio=5)
     for c in checks:
         table.add_row(
-            f"{c.spec}:{c.line} {c.claim}",
-            f"{c.expected.capitalize()} ({c.source})",
+            Text(printable(f"{c.spec}:{c.line} {c.claim}")),
+            Text(f"{c.expected.capitalize()} ({c.source})"),
             Text(c.verdict.capitalize(), style=STYLE[c.verdict]),
-            c.reason,
+            Text(printable(c.reason)),
         )
     return table
 

@@ -23,7 +23,7 @@ from hypodsl.plan_view import expr_text
 from runner.stats import bootstrap
 from runner.stats.results import BirthEstimate, Interval, SeriesPoint, Trajectory
 
-Expr = p.QuantityExpr | p.NumberExpr | p.BinaryExpr | p.UnaryExpr
+Expr = p.QuantityExpr | p.NumberExpr | p.SumExpr | p.BinaryExpr | p.UnaryExpr
 OPS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
 }  # fmt: skip
@@ -47,6 +47,8 @@ def columns(q: p.QuantityExpr) -> list[p.QuantityExpr]:
 def quantities_of(expr: Expr) -> list[p.QuantityExpr]:
     if isinstance(expr, p.QuantityExpr):
         return [expr]
+    if isinstance(expr, p.SumExpr):
+        return [q for term in expr.terms for q in quantities_of(term)]
     if isinstance(expr, p.BinaryExpr):
         return quantities_of(expr.left) + quantities_of(expr.right)
     if isinstance(expr, p.UnaryExpr):
@@ -181,6 +183,12 @@ class Judge:
         for on, mask in keep.items():
             if not mask.any():
                 raise NotEvaluable(f"no read of probe `{on}` has a value at step {step}")
+            n_sequences = len(np.unique(self.m.clusters[on][mask]))
+            if n_sequences < bootstrap.MIN_SEQUENCES:
+                raise NotEvaluable(
+                    f"probe `{on}` has {n_sequences} sequence(s) with a value at step {step}; "
+                    f"a bootstrap interval needs at least {bootstrap.MIN_SEQUENCES}"
+                )
         return keep
 
     def sample(self, expr: Expr, step: int, probe: str, keep: dict[str, np.ndarray]) -> np.ndarray:
@@ -201,8 +209,16 @@ class Judge:
         if isinstance(expr, p.UnaryExpr):
             v = self.sample(expr.operand, step, probe, keep)
             return -v if expr.op == "neg" else np.abs(v)
+        if isinstance(expr, p.SumExpr):
+            total = self.sample(expr.terms[0], step, probe, keep)
+            for op, term in zip(expr.ops, expr.terms[1:], strict=True):
+                v = self.sample(term, step, probe, keep)
+                total = total + v if op == "+" else total - v
+            return total
         a = self.sample(expr.left, step, probe, keep)
         b = self.sample(expr.right, step, probe, keep)
+        if expr.op == "/" and b[0] == 0:
+            raise NotEvaluable(f"division by zero: `{expr_text(expr.right)}` is 0 at step {step}")
         ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
         with np.errstate(divide="ignore", invalid="ignore"):
             return ops[expr.op](a, b)
@@ -279,6 +295,12 @@ class Judge:
 
     def _sides_at(self, pred: p.TimedPrediction, step: int) -> Sides:
         left, right, keep = self.sides(pred.left, pred.right, step, pred.probe)
+        for side, values, expr in (("left", left, pred.left), ("right", right, pred.right)):
+            if not math.isfinite(values[0]):
+                raise NotEvaluable(
+                    f"the {side} side `{expr_text(expr)}` is {values[0]} at step {step} "
+                    "(an overflow, or a ratio whose denominator is 0)"
+                )
         equiv = equivalence_bound(pred.left, pred.op, pred.right)
         inner = None if equiv is None else self.sample(equiv[0], step, pred.probe, keep)
         return Sides(left, right, inner)

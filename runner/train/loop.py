@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file as load_tensors
 from safetensors.torch import save as save_tensors
 
@@ -76,21 +77,51 @@ def evaluate(model: torch.nn.Module, splits: dict[str, Split]) -> dict[str, dict
     return metrics
 
 
+RESUME_FILE = "resume.safetensors"
+_LEGACY_RESUME_META = "resume.json"  # written beside it before the step moved into its header
+
+
 def _save_resume(
     run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer
 ) -> None:
+    """Weights, optimiser state, step and param groups in one file, renamed into place at once:
+    its rename is the resume's single commit point, so a kill at any instant leaves either the
+    old resume state or the new one, never weights of one step with the step of another."""
     state = opt.state_dict()
     tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     for idx, slots in state["state"].items():
         tensors.update({f"opt.{idx}.{name}": t.clone() for name, t in slots.items()})
-    atomic_write_bytes(run_dir / "resume.safetensors", save_tensors(tensors))
-    meta = {"step": step, "param_groups": state["param_groups"]}
-    atomic_write_text(run_dir / "resume.json", json.dumps(meta) + "\n")
+    header = {"step": str(step), "param_groups": json.dumps(state["param_groups"])}
+    atomic_write_bytes(run_dir / RESUME_FILE, save_tensors(tensors, metadata=header))
+    (run_dir / _LEGACY_RESUME_META).unlink(missing_ok=True)
+
+
+def resume_step(run_dir: Path) -> int | None:
+    """The step a restarted run resumes from, or None when it would start afresh."""
+    if not (run_dir / RESUME_FILE).exists():
+        return None
+    return int(_resume_meta(run_dir)["step"])
+
+
+def _resume_meta(run_dir: Path) -> dict[str, Any]:
+    try:
+        with safe_open(str(run_dir / RESUME_FILE), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError) as e:
+        raise RunError(
+            f"{run_dir / RESUME_FILE} is unreadable ({e}); delete it to restart"
+        ) from None
+    if "step" in header:
+        return {"step": int(header["step"]), "param_groups": json.loads(header["param_groups"])}
+    legacy = run_dir / _LEGACY_RESUME_META  # a run started before the single-file format
+    if not legacy.exists():
+        raise RunError(f"{run_dir / RESUME_FILE}: no step in its header; delete it to restart")
+    return dict(json.loads(legacy.read_text()))
 
 
 def _load_resume(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
-    meta = json.loads((run_dir / "resume.json").read_text())
-    tensors = load_tensors(str(run_dir / "resume.safetensors"))
+    meta = _resume_meta(run_dir)
+    tensors = load_tensors(str(run_dir / RESUME_FILE))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -152,7 +183,7 @@ def train(
     checkpoint_steps = set(config.checkpoint_steps())
     meta = {"config_hash": config.content_hash(), "data_hash": manifest["data_hash"]}
 
-    start = _load_resume(run_dir, model, opt) if (run_dir / "resume.json").exists() else 0
+    start = _load_resume(run_dir, model, opt) if (run_dir / RESUME_FILE).exists() else 0
     if start == 0:
         _checkpoint(run_dir, 0, model, opt, eval_splits, meta, manifest, config, on_checkpoint)
     model.train()

@@ -149,7 +149,7 @@ def test_pytest_selection_marks_and_junitxml(pytester: pytest.Pytester, project:
         pytester, project, "-k", "low_loss", "--junitxml=out.xml", "--hypo-cache-dir", str(cache)
     )
     result.assert_outcomes(passed=1)
-    assert list(cache.rglob("*.npy"))  # measurements go to the cache `hypo run` shares
+    assert list(cache.rglob("*.entry"))  # measurements go to the cache `hypo run` shares
     cases = ET.parse(pytester.path / "out.xml").getroot().iter("testcase")
     assert [c.get("name") for c in cases] == ["low_loss"]
     run_pytest(pytester, project, "-m", "not tinyspec").assert_outcomes(deselected=4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from runner.model.checkpoints import (
 )
 from runner.model.configs import NAMED_CONFIGS
 from runner.model.rundir import read_metrics, read_signature
+from runner.train.loop import resume_step
 
 TINY = NAMED_CONFIGS["tiny"]
 
@@ -101,14 +101,14 @@ def test_killed_training_resumes_to_exactly_the_uninterrupted_weights(tmp_path: 
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    resume = killed / "resume.json"
     while time.monotonic() < deadline:
-        if resume.exists() and json.loads(resume.read_text())["step"] >= 20:
+        if (resume_step(killed) or 0) >= 20:
             break
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    step_at_kill = json.loads(resume.read_text())["step"]
+    step_at_kill = resume_step(killed)
+    assert step_at_kill is not None
     assert step_at_kill < TINY.steps, "the run finished before it could be killed"
 
     subprocess.run(_train_cmd(killed), check=True, env=env, capture_output=True)

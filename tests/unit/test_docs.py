@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hypodsl.compiler import compile_spec
-from hypodsl.parser import parse, parse_file
+from hypodsl.parser import parse
 from hypodsl.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def test_doc_example_parses_and_compiles(where: str, text: str):
 def _from_specs(path: Path):
     """Imports in the docs name files of specs/."""
     real = ROOT / "specs" / path.name
-    return real.read_text(), parse_file(real)
+    return real.read_text()
 
 
 def test_there_are_examples():

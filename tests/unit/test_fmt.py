@@ -101,7 +101,12 @@ term = st.builds(
 expr = st.recursive(
     numbers | term,
     lambda inner: st.one_of(
-        st.builds(lambda o, a, b: s.BinOp(P, o, a, b), st.sampled_from("+-*/"), inner, inner),
+        st.builds(lambda o, a, b: s.BinOp(P, o, a, b), st.sampled_from("*/"), inner, inner),
+        st.lists(st.tuples(st.sampled_from("+-"), inner), min_size=1, max_size=3).flatmap(
+            lambda rest: inner.map(
+                lambda first: s.Sum(P, (first, *(t for _, t in rest)), tuple(o for o, _ in rest))
+            )
+        ),
         inner.map(lambda x: s.Neg(P, x)),
         inner.map(lambda x: s.Abs(P, x)),
     ),
