@@ -17,13 +17,16 @@ from hypodsl import __version__
 from hypodsl.cli_common import (
     SpecError,
     UsageError,
+    bounded_int,
     console,
+    ensure_writable_dir,
     err_console,
     load_plan,
     read_spec,
     set_threads,
 )
 from hypodsl.errors import HypError, UserError, format_error, printable
+from hypodsl.jsonfile import load_signature
 from hypodsl.parser import parse
 
 
@@ -33,7 +36,7 @@ def _signature(run: str | None, signature: str | None) -> dict | None:
         return None
     if not path.exists():
         raise UsageError(f"{path}: no signature.json (train the run first, or pass --signature)")
-    return json.loads(path.read_text())
+    return load_signature(path)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -121,6 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from runner.stats.results import StudyResult
 
+    if args.out:
+        ensure_writable_dir(Path(args.out).parent, "--out")
     text = json.dumps(StudyResult.model_json_schema(), indent=2) + "\n"
     if args.out:
         from runner.atomic import atomic_write_text
@@ -173,6 +178,7 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
 def cmd_data_generate(args: argparse.Namespace) -> int:
     from runner.kv.cli import generate_data
 
+    ensure_writable_dir(Path(args.out), "--out")
     generate_data(Path(args.out), args.seed, args.train, console)
     return 0
 
@@ -197,8 +203,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from runner.train.cli import train_with_progress
 
     set_threads(args.threads)
-    train_with_progress(load_config(args.config), Path(args.out), console)
+    config = load_config(args.config)
+    ensure_writable_dir(Path(args.out), "--out")
+    train_with_progress(config, Path(args.out), console)
     return 0
+
+
+THREADS = bounded_int(1, 1024)
+JOBS = bounded_int(1, 256)
+SEED = bounded_int(0, 2**63 - 1)
+TRAIN_SIZE = bounded_int(1, 10**8)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,14 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--update-baseline", action="store_true", help="rewrite the --baseline file instead"
     )
-    run.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    run.add_argument("--threads", type=int, help="torch CPU threads")
+    run.add_argument("--seed", type=SEED, default=0, help="bootstrap seed (default 0)")
+    run.add_argument("--threads", type=THREADS, help="torch CPU threads")
     run.add_argument(
         "-v", "--verbose", action="store_true",
         help="show each claim as written, its per-checkpoint series and reasons",
     )  # fmt: skip
     run.add_argument(
-        "--jobs", type=int, default=1, help="checkpoints measured in parallel processes"
+        "--jobs", type=JOBS, default=1, help="checkpoints measured in parallel processes"
     )
     run.add_argument(
         "--device", default="cpu", help="auto, cpu or cuda (default cpu; auto: a GPU if present)"
@@ -283,8 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen = data.add_parser("generate", help="generate every split and its sanity report")
     gen.add_argument("--out", required=True)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--train", type=int, help="train-split size in sequences (default 100000)")
+    gen.add_argument("--seed", type=SEED, default=0)
+    gen.add_argument(
+        "--train", type=TRAIN_SIZE, help="train-split size in sequences (default 100000)"
+    )
     gen.set_defaults(func=cmd_data_generate)
 
     model = sub.add_parser("model", help="model configs").add_subparsers(
@@ -297,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a run with dense checkpoints (resumes if killed)")
     train.add_argument("--config", default="small", help="small, reference, tiny or a JSON file")
     train.add_argument("--out", required=True, help="run directory")
-    train.add_argument("--threads", type=int, help="torch CPU threads")
+    train.add_argument("--threads", type=THREADS, help="torch CPU threads")
     train.set_defaults(func=cmd_train)
     return parser
 

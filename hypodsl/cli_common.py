@@ -6,6 +6,10 @@ never each other in the other direction, so the CLI's imports form no cycle.
 
 from __future__ import annotations
 
+import argparse
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -56,3 +60,29 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], else a usage error (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"`{text}` is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def ensure_writable_dir(path: Path, flag: str) -> None:
+    """Create `path` if needed and prove a file can be written there, before any work."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".hypo-write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None

@@ -19,6 +19,7 @@ from hypodsl.cli_common import (
     SpecError,
     UsageError,
     console,
+    ensure_writable_dir,
     err_console,
     load_plan,
     read_spec,
@@ -86,6 +87,15 @@ def run_specs(args: argparse.Namespace) -> int:
         raise UsageError(f"--jobs {args.jobs}: expected a positive number of processes")
     if args.update_baseline and not args.baseline:
         raise UsageError("--update-baseline: name the file with --baseline FILE")
+    if args.run and not Path(args.run).is_dir():
+        raise UsageError(f"--run {args.run}: no such run directory")
+    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_dir()
+    if cache_dir is not None:  # output locations are checked before anything is measured
+        ensure_writable_dir(
+            cache_dir, "--cache-dir" if args.cache_dir else "cache (--no-cache skips it)"
+        )
+    if args.report:
+        ensure_writable_dir(Path(args.report), "--report")
     specs = expand_specs(args.specs)
     stems = [x.stem for x in specs]
     if len(set(stems)) < len(stems):
@@ -117,7 +127,6 @@ def run_specs(args: argparse.Namespace) -> int:
         return 2
     if not compiled:
         raise UsageError(f"{' '.join(args.specs)}: no spec with claims")
-    cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_dir()
     regressions, unmet = [], []
     for spec, plan, run_dirs in compiled:
         result = _run_one(args, spec, plan, run_dirs, device, cache_dir)

@@ -262,12 +262,20 @@ class Engine:
                 values[(outcome.step, probe, k)] = v
             for (probe, k), reason in outcome.errors.items():
                 errors[(outcome.step, probe, k)] = reason
+        failures = {step: self._portable(why) for step, why in failures.items()}
+        errors = {slot: self._portable(why) for slot, why in errors.items()}
         clusters = {name: splits[name].reads.sequence for name in probe_names}
         resamplers = {
             name: bootstrap.Resampler(len(splits[name]), [self.seed, zlib.crc32(name.encode())])
             for name in probe_names
         }
         return Measured(values, errors, failures, clusters, resamplers, list(self.steps))
+
+    def _portable(self, reason: str) -> str:
+        """A reason as results hold it: the run's directory named, never its absolute path."""
+        for prefix in {str(self.run_dir.resolve()), str(self.run_dir)}:
+            reason = reason.replace(prefix, self.run_dir.name)
+        return reason
 
     def judge_all(self, measured: Measured) -> tuple[results.ClaimResult, ...]:
         self.judge.m = measured
@@ -385,10 +393,12 @@ def run_study(
     if not run_dirs:
         raise RunError("no run directory to evaluate")
     per_run = []
+    measure_threads = 1
     for run_dir in run_dirs:
         engine = Engine(
             plan, run_dir, seed, progress, cache_dir, jobs, device, threads, trajectories
         )
+        measure_threads = engine.worker_threads()
         per_run.append((run_dir, *engine.run_claims()))
         if counts is not None:
             counts["requested"] = counts.get("requested", 0) + engine.requested
@@ -415,6 +425,8 @@ def run_study(
             hypodsl_version=__version__,
             torch_version=torch.__version__,
             device=device,
+            jobs=jobs,
+            threads=measure_threads,
         ),
     )
 

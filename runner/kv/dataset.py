@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from safetensors.numpy import load_file
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_safetensors_bytes
 
+from hypodsl.errors import UserError
+from hypodsl.jsonfile import read_json, validated
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.kv import vocab
 from runner.kv.programs import Op, ProgramShape, ValuePools, latent_form, sample_program, to_tokens
@@ -236,19 +241,49 @@ def _safetensors_bytes(tensors: dict[str, np.ndarray]) -> bytes:
     return save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
 
 
+class Manifest(BaseModel):
+    """dataset.json: what was generated, and the SHA-256 of every split file."""
+
+    model_config = ConfigDict(extra="allow")
+
+    config: dict[str, Any]
+    splits: dict[str, int]
+    sha256: dict[str, str]
+    data_hash: str
+
+
+class DataError(UserError):
+    """A data directory whose files are missing, malformed or not what dataset.json says."""
+
+
 def load_manifest(data_dir: Path) -> dict:
     path = data_dir / "dataset.json"
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no dataset here (run `hypo data generate --out {data_dir}`)"
-        )
-    return json.loads(path.read_text())
+        raise DataError(f"{path}: no dataset here (run `hypo data generate --out {data_dir}`)")
+    data = read_json(path)
+    validated(path, Manifest, data)
+    return dict(data)
 
 
 def _load_arrays(data_dir: Path, split: str) -> dict[str, np.ndarray]:
+    """A split's arrays, after checking its file against dataset.json's SHA-256."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
-    return load_file(str(data_dir / f"{split}.safetensors"))
+    path = data_dir / f"{split}.safetensors"
+    expected = load_manifest(data_dir)["sha256"].get(split)
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/")):
+            raise DataError(f"{path}: not a regular file")
+        blob = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: unreadable ({e.strerror})") from None
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise DataError(f"{path}: does not match dataset.json's SHA-256 (truncated or changed)")
+    try:
+        return load_safetensors_bytes(blob)
+    except SafetensorError as e:
+        raise DataError(f"{path}: unreadable safetensors file ({e})") from None
 
 
 def load_tokens(data_dir: Path, split: str) -> np.ndarray:

@@ -14,10 +14,12 @@ RUN/resume.*         the latest optimiser state, for resuming after a kill
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from hypodsl.errors import UserError
+from hypodsl.jsonfile import load_signature, read_json, validated
 from runner.atomic import atomic_write_text
 from runner.kv import vocab
 from runner.kv.dataset import SPLITS
@@ -44,7 +46,8 @@ def read_config(run_dir: Path) -> TrainConfig:
         raise RunError(
             f"{run_dir}: not a run directory (no config.json); train one with `hypo train`"
         )
-    return TrainConfig.model_validate_json(path.read_text())
+    config: TrainConfig = validated(path, TrainConfig, read_json(path))
+    return config
 
 
 def write_signature(run_dir: Path, config: TrainConfig, data_manifest: dict[str, Any]) -> None:
@@ -70,14 +73,17 @@ def write_signature(run_dir: Path, config: TrainConfig, data_manifest: dict[str,
 
 
 def read_signature(path: Path) -> dict[str, Any]:
-    sig = path / "signature.json" if path.is_dir() else path
-    if not sig.exists():
+    sig = path / "signature.json" if path.is_dir() and path.name != "signature.json" else path
+    if not os.path.lexists(sig):
         raise RunError(f"{sig}: no signature.json (is this a run directory?)")
-    return json.loads(sig.read_text())
+    return load_signature(sig)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: corrupt metrics ({e})") from None

@@ -49,9 +49,11 @@ def render_markdown(
     result: StudyResult,
     figures: dict[str, str] | None = None,
     spec_link: str | None = None,
+    results_file: tuple[str, str] | None = None,
 ) -> str:
     """`figures` maps claim names to their image paths relative to the report; `spec_link`
-    is the spec's path relative to the report, for links to each claim's line."""
+    is the spec's path relative to the report, for links to each claim's line; `results_file`
+    is the (name, SHA-256) of the results JSON written beside the ledger."""
     figures = figures or {}
     counts = result.counts()
     lines = [
@@ -83,7 +85,7 @@ def render_markdown(
     lines.append("")
     for claim in result.claims:
         lines += _claim_section(result, claim, figures.get(claim.name), spec_link)
-    lines += _provenance(result)
+    lines += _provenance(result, results_file)
     return "\n".join(lines) + "\n"
 
 
@@ -221,9 +223,11 @@ def _claim_provenance(result: StudyResult, claim: ClaimResult, spec_link: str | 
     return f"{where}; checkpoints {ids}{more}; bootstrap seed {result.provenance.seed}"
 
 
-def _provenance(result: StudyResult) -> list[str]:
+def _provenance(result: StudyResult, results_file: tuple[str, str] | None) -> list[str]:
     pv = result.provenance
     lines = ["## Provenance", "", f"- spec: `{pv.spec}` (plan `{pv.plan_hash[:16]}`)"]
+    if results_file is not None:
+        lines.append(f"- results: `{results_file[0]}` (SHA-256 `{results_file[1]}`)")
     for run in pv.runs:
         steps = ", ".join(f"{s}: `{h[:12]}`" for s, h in sorted(run.checkpoints.items()))
         lines += [
@@ -233,5 +237,6 @@ def _provenance(result: StudyResult) -> list[str]:
     return [
         *lines,
         f"- bootstrap: seed {pv.seed}, {pv.n_resamples} resamples; correction: {pv.correction}",
-        f"- hypodsl {pv.hypodsl_version}, torch {pv.torch_version}, device {pv.device}",
+        f"- hypodsl {pv.hypodsl_version}, torch {pv.torch_version}, device {pv.device}, "
+        f"{pv.jobs} measuring process(es) of {pv.threads} thread(s)",
     ]

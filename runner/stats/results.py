@@ -120,6 +120,11 @@ class Provenance(Frozen):
     hypodsl_version: str
     torch_version: str
     device: str
+    # Float32 sums can differ in their last bits with the thread count, so results are a
+    # function of these too (docs/language.md#running): the same spec, checkpoints, seed, jobs
+    # and threads give byte-identical results.
+    jobs: int = 1  # checkpoints measured in parallel processes
+    threads: int = 1  # torch threads of each measuring process
 
 
 class StudyResult(Frozen):

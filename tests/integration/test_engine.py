@@ -276,8 +276,8 @@ def test_killing_a_run_mid_way_leaves_the_cache_valid(tiny_run: Path, tmp_path: 
     assert proc.returncode == -signal.SIGKILL  # killed, not finished
     entries = MeasurementCache(cache).entries()
     assert 0 < len(entries) < 18  # some written, some not: it died mid-way
-    for entry in entries:
-        assert len(np.load(entry, allow_pickle=False)) > 0  # every entry is whole
+    for entry in entries:  # every entry is whole: its checksum and length verify
+        assert MeasurementCache(cache).get(entry.stem) is not None
     report = [str(tmp_path / "a"), str(tmp_path / "b")]
     resumed = subprocess.run([*command, "--report", report[0]], env=env, capture_output=True)
     assert resumed.returncode == 0, resumed.stderr

@@ -21,7 +21,7 @@ from runner.model.rundir import data_dir, read_metrics
 from runner.train.loop import train
 
 SHORT = NAMED_CONFIGS["tiny"].model_copy(
-    update={"name": "short", "steps": 20, "checkpoint_schedule": ((0, 10),)}
+    update={"name": "short", "steps": 10, "checkpoint_schedule": ((0, 5),), "eval_sequences": 8}
 )
 
 

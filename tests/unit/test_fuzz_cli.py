@@ -3,7 +3,8 @@
 Mutants of the bundled specs, changed at the byte level (bytes that are not UTF-8, a BOM,
 control characters, Rich markup, huge and non-finite numbers, deep nesting, long sums, steps
 that are not whole numbers, imports of system files), go through `hypo check`, `hypo fmt` and
-`hypo plan` in-process. Every spec error must carry `file:line:col`, and no input may take 10 s.
+`hypo plan` in-process. Every spec error must carry `file:line:col`, no input may take 10 s,
+and every mutant that checks must still check after `hypo fmt` rewrites it.
 
 CI runs 1,500 mutants; `HYPO_FUZZ_MUTANTS=20000 pytest tests/unit/test_fuzz_cli.py` runs more.
 """
@@ -59,6 +60,17 @@ def run_cli(args: list[str]) -> tuple[int, str, float]:
     return code, err.getvalue(), time.perf_counter() - start
 
 
+def assert_fmt_keeps_it_valid(spec: Path, signature: Path, n: int) -> None:
+    """`hypo fmt` never turns a valid spec into an invalid one, and formats to a fixed point."""
+    code, _, _ = run_cli(["fmt", str(spec)])
+    assert code == 0, n
+    formatted = spec.read_text()
+    code, err, _ = run_cli(["check", str(spec), "--signature", str(signature)])
+    assert code == 0, (n, err[:300], formatted[:300])
+    run_cli(["fmt", str(spec)])
+    assert spec.read_text() == formatted, n
+
+
 def test_mutated_spec_bytes_never_traceback_hang_or_lose_their_position(tmp_path: Path):
     signature = tmp_path / "signature.json"
     signature.write_text(json.dumps(REFERENCE_SIGNATURE))
@@ -84,4 +96,6 @@ def test_mutated_spec_bytes_never_traceback_hang_or_lose_their_position(tmp_path
                 assert POSITION.search(err), (n, args[0], err[:300], data)
             assert "\x1b" not in err, (n, args[0], err[:300])
             codes[code] = codes.get(code, 0) + 1
+            if args[0] == "check" and code == 0:
+                assert_fmt_keeps_it_valid(spec, signature, n)
     assert codes.get(2, 0) > 0 and codes.get(0, 0) > 0  # the mutants reach both outcomes
