@@ -155,12 +155,16 @@ def test_a_checkpoint_only_a_figure_reads_leaves_the_verdict_alone(tiny_run: Pat
 def test_reports_are_byte_identical_and_stale_figures_go(tiny_run: Path, tmp_path: Path):
     spec, result = study(tiny_run, tmp_path, trajectories=True)
     first, second = tmp_path / "a", tmp_path / "b"
-    stale = second / "figures" / "ledger" / "removed_claim.png"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"old")
+    dropped = result.claims[0].name
+    fewer = result.model_copy(update={"claims": result.claims[1:]})
+    write_reports(fewer, second, "ledger", spec)
+    write_reports(result, second, "ledger", spec)
+    stale = second / "figures" / "ledger" / f"{dropped}.png"
+    assert stale.exists()
+    write_reports(fewer, second, "ledger", spec)
+    assert not stale.exists()  # a figure this code wrote, for a claim that is gone
     a = write_reports(result, first, "ledger", spec)
     b = write_reports(result, second, "ledger", spec)
-    assert not stale.exists()
     assert a.markdown.read_bytes() == b.markdown.read_bytes()
     assert a.json.read_bytes() == b.json.read_bytes()
     for x, y in zip(a.figures, b.figures, strict=True):
