@@ -49,6 +49,14 @@ class QuantityContext:
     next_step: Callable[[int], int | None]
     other_probe: Callable[[str], ProbeBatch]
     _run: CleanRun | None = field(default=None, init=False)
+    _fault: str | None = field(default=None, init=False)
+    _checked: bool = field(default=False, init=False)
+
+    def clean_fault(self) -> str | None:
+        """The first non-finite activation of the clean pass (checked once), or None."""
+        if not self._checked:
+            self._fault, self._checked = non_finite_site(self.run), True
+        return self._fault
 
     @property
     def run(self) -> CleanRun:
@@ -71,9 +79,10 @@ def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
     """[read] float64 values of the quantity."""
     if q.interventions and q.name not in BEHAVIOUR:
         raise MeasureError(f"interventions on `{q.name}` are not implemented yet")
-    if not bool(torch.isfinite(ctx.run.logits).all()):
+    bad = ctx.clean_fault()
+    if bad is not None:
         raise MeasureError(
-            f"the clean forward pass gives NaN or Inf logits at step {ctx.step}: "
+            f"the clean forward pass has NaN or Inf values at `{bad}` at step {ctx.step}: "
             "no quantity of this probe is trustworthy there"
         )
     try:
@@ -86,10 +95,33 @@ def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
     return out
 
 
+def non_finite_site(run: CleanRun) -> str | None:
+    """The first activation of a forward pass holding NaN or Inf (`logits` for the output).
+
+    A LayerNorm whose variance overflows returns finite values (its bias) from an infinite
+    scale, so finite logits alone do not make a pass trustworthy. Attention scores are -inf
+    where the causal mask hides a position; only NaN or +inf there is a fault.
+    """
+    if not bool(torch.isfinite(run.logits).all()):
+        return "logits"
+    for name in sorted(run.cache):
+        values = run.cache[name]
+        if name.endswith("hook_attn_scores"):
+            if bool(torch.isnan(values).any() or torch.isposinf(values).any()):
+                return name
+        elif not bool(torch.isfinite(values).all()):
+            return name
+    return None
+
+
 def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
     model, probe = ctx.model, ctx.probe
     if q.name in BEHAVIOUR or q.name == LINEARISED_MARGIN:
         run = _intervened(ctx, q.interventions) if q.interventions else ctx.run
+        if q.interventions and not bool(torch.isfinite(run.logits).all()):
+            raise MeasureError(
+                f"the intervened forward pass gives NaN or Inf logits at step {ctx.step}"
+            )
         if q.name == LINEARISED_MARGIN:
             return linearised_margin(run.logits, probe.target)
         return run.behaviour(probe)[q.name]

@@ -252,6 +252,30 @@ def test_division_by_zero_and_infinite_bounds_are_named(tiny_run):
     assert "the right side `(1e+300 * 1e+300)` is inf" in claims["at_first"].reason
 
 
+def test_activations_that_overflow_make_the_claims_that_read_them_unsupported(run_copy):
+    # Finite weights whose LayerNorm variances overflow float32: the logits stay finite (each
+    # LayerNorm returns its bias), so only a check of the activations catches it.
+    rewrite_checkpoint(
+        run_copy, final_step(run_copy),
+        lambda s: {**s, "embed.weight": s["embed.weight"] * 1e20},
+    )  # fmt: skip
+    text = SPEC.replace("loss < 100", "accuracy with ablate(L1.H0, zero) <= 1")
+    claims = judged(run_copy, SPEC) | {"ablated": judged(run_copy, text)["at_final"]}
+    assert claims["at_first"].verdict == "supported"
+    for name in ("at_final", "ablated"):
+        assert claims[name].verdict == "unsupported", claims[name].reason
+        assert "NaN or Inf values at `" in claims[name].reason, claims[name].reason
+
+
+def test_a_300_term_sum_plans_and_runs(tiny_run):
+    total = " + ".join(["loss"] * 300)
+    claims = judged(tiny_run, SPEC.replace("loss < 100", f"{total} > 299 * loss"))
+    assert claims["at_final"].verdict == "supported", claims["at_final"].reason
+    estimate = claims["at_final"].predictions[0].estimate
+    single = judged(tiny_run, SPEC)["at_final"].predictions[0].estimate
+    assert estimate == pytest.approx(300 * single, rel=1e-12)
+
+
 def test_results_hold_no_absolute_path_and_no_tensor_dump(run_copy, tmp_path):
     rewrite_checkpoint(
         run_copy, final_step(run_copy),

@@ -6,7 +6,8 @@ that are not whole numbers, imports of system files), go through `hypo check`, `
 `hypo plan` in-process. Every spec error must carry `file:line:col`, no input may take 10 s,
 and every mutant that checks must still check after `hypo fmt` rewrites it.
 
-CI runs 1,500 mutants; `HYPO_FUZZ_MUTANTS=20000 pytest tests/unit/test_fuzz_cli.py` runs more.
+CI runs 3,000 mutants; `make fuzz` runs 20,000
+(`HYPO_FUZZ_MUTANTS=20000 pytest tests/unit/test_fuzz_cli.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from hypodsl.cli import main
 from tests.unit.test_checks import REFERENCE_SIGNATURE
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-MUTANTS = int(os.environ.get("HYPO_FUZZ_MUTANTS", "1500"))
+MUTANTS = int(os.environ.get("HYPO_FUZZ_MUTANTS", "3000"))
 SECONDS_PER_INPUT = 10.0
 HOSTILE = [
     *(c.encode() for c in 'abLH0123456789._-><=|(){}[],:#"\\ \n+*/e'),

@@ -260,3 +260,27 @@ def test_an_imported_file_must_be_a_hyp_spec(tmp_path, sig):
     code, _, err = cli("check", path, "--signature", sig)
     assert code == 2 and "an imported file must be a `.hyp` spec" in err
     assert "secret line" not in err
+
+
+# --- scale -------------------------------------------------------------------------------
+
+
+def test_check_time_grows_linearly_with_the_number_of_claims():
+    """Parse + check + compile of 2,000 and 8,000 generated claims, in process CPU time (the
+    machines are shared): linear growth is 4x; the quadratic `source_text` of before (35 s at
+    16,000 claims) made it about 9x."""
+    from benchmarks.parse_check import SIGNATURE, generate
+    from hypodsl.compiler import compile_spec
+    from hypodsl.parser import parse
+
+    def cpu_seconds(n_claims: int) -> float:
+        text = generate(n_claims)
+        start = time.process_time()
+        plan = compile_spec(parse(text, "generated.hyp"), text, SIGNATURE)
+        assert len(plan.claims) == n_claims
+        return time.process_time() - start
+
+    cpu_seconds(50)  # build the parser once
+    small = min(cpu_seconds(2000) for _ in range(2))
+    large = min(cpu_seconds(8000) for _ in range(2))
+    assert large / small < 6, (small, large)
