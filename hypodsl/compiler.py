@@ -8,14 +8,14 @@ without one, the checks that need it (splits, steps, ranges, roles) are skipped.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from hypodsl import plan as p
 from hypodsl import syntax as s
+from hypodsl.compile_features import FeatureChecks
 from hypodsl.errors import (
     HypError,
     HypValidationError,
@@ -23,17 +23,13 @@ from hypodsl.errors import (
     SourcePosition,
     collector_paused,
     flatten,
+    suggest,
 )
 from hypodsl.quantities import ABLATION_METHODS, GRAM_GROUPS, INTERVENTIONS, QUANTITIES
 from hypodsl.sources import read_spec_text
 
 # Reads an imported file: (path) -> (text, spec), raising HypError on syntax errors.
 Loader = Callable[[Path], str]  # an imported file's text (see hypodsl.sources)
-
-
-def suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def _ref(pos: SourcePosition) -> p.SourceRef:
@@ -49,9 +45,13 @@ class _Scope:
         self.windows: dict[str, p.RangeWindow | p.BirthWindow] = {}
         self.paths: dict[str, p.PathPlan] = {}
         self.circuits: dict[str, tuple[str, ...]] = {}
+        self.bases: dict[str, p.BasisRef] = {}
+        self.basis_width: dict[str, int | None] = {}
+        self.families: dict[str, p.FeatureNode] = {}
+        self.selections: dict[str, p.Selection] = {}
 
 
-class _Compiler:
+class _Compiler(FeatureChecks):
     def __init__(
         self, signature: dict[str, Any] | None, loader: Loader, sources: dict[str, str]
     ) -> None:
@@ -92,6 +92,9 @@ class _Compiler:
             windows=tuple(sc.windows.values()),
             paths=tuple(sc.paths.values()),
             circuits=dict(sc.circuits),
+            bases=tuple(sc.bases.values()),
+            families=dict(sc.families),
+            selections=tuple(sc.selections.values()),
             claims=tuple(claims.values()),
         )
 
@@ -143,6 +146,12 @@ class _Compiler:
                         self.scope.paths[st.name.text] = self.path(st.path, st.name.text)
                 case s.CircuitDecl():
                     self.declare_circuit(st)
+                case s.BasisDecl():
+                    self.declare_basis(st)
+                case s.FamilyDecl():
+                    self.declare_family(st)
+                case s.SelectDecl():
+                    self.declare_select(st)
                 case s.Claim() if not main:
                     self.error(
                         "an imported file shares declarations; it cannot hold claims", st.pos
@@ -236,7 +245,7 @@ class _Compiler:
         return p.RangeWindow(name=st.name.text, start=w.start, end=w.end)
 
     def path(self, expr: s.PathExpr, name: str | None = None) -> p.PathPlan:
-        nodes = tuple(self.node(n) for n in expr.nodes)
+        nodes = tuple(x for x in (self.node(n) for n in expr.nodes) if x is not None)
         for i, n in enumerate(expr.nodes):
             if isinstance(n, s.Unembed) and i != len(expr.nodes) - 1:
                 self.error("`unembed` can only end a path", n.pos)
@@ -248,6 +257,7 @@ class _Compiler:
         inner = [x for x in layers if x is not None]
         if any(b < a for a, b in pairwise(inner)):
             self.error("a path runs forward through the layers; these go backwards", expr.pos)
+        self.check_feature_path(nodes, expr.pos)
         return p.PathPlan(name=name, nodes=nodes)
 
     def node(self, n: s.PathNode) -> Any:
@@ -277,6 +287,12 @@ class _Compiler:
             case s.Neurons(layer=layer, indices=indices):
                 self.check_neurons(indices, n.pos)
                 return p.NeuronsNode(layer=layer, indices=indices)
+            case s.Feature(index=None):
+                return self.error_node(n)
+            case s.Feature() | s.FeatureSet():
+                return self.feature_ref(n, "a path")
+            case s.Name():
+                return self.named_node(n)
         raise TypeError(n)
 
     def check_layer(self, layer: int, pos: SourcePosition) -> None:
@@ -349,6 +365,7 @@ class _Compiler:
             when = p.Over(window=pr.when.window.text, aggregate=pr.when.aggregate)
         cmp = pr.comparison
         probe = self.default_probe(pr.probe, cmp, pr.pos)
+        self.check_tested_on_other_data(_terms(cmp), probe)
         return p.TimedPrediction(
             when=when,
             probe=probe,
@@ -362,11 +379,10 @@ class _Compiler:
     def condition(
         self, cmp: s.Comparison, probe: s.Name | None, pos: SourcePosition
     ) -> p.Condition:
+        on = self.default_probe(probe, cmp, pos)
+        self.check_tested_on_other_data(_terms(cmp), on)
         return p.Condition(
-            left=self.expr(cmp.left),
-            op=cmp.op,
-            right=self.expr(cmp.right),
-            probe=self.default_probe(probe, cmp, pos),
+            left=self.expr(cmp.left), op=cmp.op, right=self.expr(cmp.right), probe=on
         )
 
     def default_probe(self, probe: s.Name | None, cmp: s.Comparison, pos: SourcePosition) -> str:
@@ -423,15 +439,24 @@ class _Compiler:
         args = c.args or ()
         positional = [a for a in args if a.keyword is None]
         keywords = {a.keyword.text: a for a in args if a.keyword is not None}
-        takes_positional = spec.component or spec.path
+        takes_positional = spec.component or spec.path or spec.features
         if len(positional) != int(takes_positional):
-            what = "a head" if spec.component else "a path or circuit" if spec.path else "nothing"
+            what = (
+                "a head" if spec.component else "a path or circuit" if spec.path
+                else "features (`l2.f27`, `l2[27, 54]` or a family)" if spec.features
+                else "nothing"
+            )  # fmt: skip
             self.error(f"`{name}` takes {what} as its argument", c.pos)
         out: dict[str, Any] = {}
-        if positional and spec.component:
-            out["component"] = self.component(positional[0].value, name)
-        elif positional and spec.path:
-            out["paths"] = self.path_arg(positional[0].value)
+        first = positional[0].value if positional else None
+        if first is not None and spec.component:
+            out["component"] = self.component(first, name)
+        elif first is not None and spec.features:
+            out["features"] = self.feature_ref(first, f"`{name}`")
+        elif isinstance(first, s.Call) and spec.score:
+            out["target"] = self.score_target(first, name)
+        elif first is not None and spec.path:
+            out["paths"] = self.path_arg(first)
         roles = {}
         for key, arg in keywords.items():
             if key in spec.roles:
@@ -445,8 +470,11 @@ class _Compiler:
                 if group not in GRAM_GROUPS:
                     self.error(f"`by=` takes one of {', '.join(GRAM_GROUPS)}", arg.pos)
                 out["group"] = group
+            elif key == "scope" and spec.scope:
+                out["scope"] = self.scope_arg(arg)
             else:
                 accepted = [*spec.roles, *(["by"] if spec.group else [])]
+                accepted += ["scope"] if spec.scope else []
                 hint = suggest(key, accepted)
                 self.error(f"`{name}` has no argument `{key}`{hint}", arg.keyword.pos)  # type: ignore[union-attr]
         for missing in set(spec.required_roles) - set(keywords):
@@ -454,6 +482,18 @@ class _Compiler:
         if roles:
             out["roles"] = roles
         return out
+
+    def scope_arg(self, arg: s.Arg) -> Any:
+        """`scope=`: a component whose parameters carry the part of the drive measured."""
+        v = arg.value
+        if isinstance(v, s.Head | s.Mlp | s.Neurons | s.Embed | s.Pos):
+            return self.node(v)
+        if isinstance(v, s.Name):
+            node = self.named_node(v)
+            if isinstance(node, p.SelectionNode):
+                return node
+        self.error("`scope=` takes a head, an MLP, neurons, `embed` or `pos`", arg.pos)
+        return None
 
     def component(self, v: Any, quantity: str) -> Any:
         if isinstance(v, s.Head):
@@ -465,6 +505,8 @@ class _Compiler:
         if isinstance(v, s.PathExpr):
             return (self.path(v),)
         if isinstance(v, s.Name):
+            if self.scope.kinds.get(v.text) in ("family", "selection"):
+                return (p.PathPlan(nodes=(self.named_node(v), p.UnembedNode())),)
             kind = self.lookup(v, "path", "circuit")
             if kind == "path":
                 return (self.scope.paths[v.text],)
@@ -475,10 +517,11 @@ class _Compiler:
                     if n in self.scope.paths
                 )
             return ()
-        if isinstance(v, s.Number | s.StepValue):
+        if isinstance(v, s.Number | s.StepValue | s.Call):
             self.error("a path or circuit is expected here", v.pos)
             return ()
-        return (p.PathPlan(nodes=(self.node(v),)),)  # a single component: its direct path
+        # a single component or feature set: its direct path to the unembedding
+        return (p.PathPlan(nodes=(self.node(v), p.UnembedNode())),)
 
     def intervention(self, c: s.Call) -> p.Ablation | p.Patch | None:
         name = c.name.text
@@ -489,10 +532,16 @@ class _Compiler:
         positional = [a for a in args if a.keyword is None]
         keywords = {a.keyword.text: a for a in args if a.keyword is not None}
         target = positional[0].value if positional else None
-        if target is None or not isinstance(target, s.Head | s.Mlp | s.Neurons | s.Embed | s.Pos):
-            self.error(f"`{name}` needs a head, MLP or neurons to act on", c.pos)
+        acts_on = s.Head | s.Mlp | s.Neurons | s.Embed | s.Pos | s.FeatureSet | s.Name
+        if isinstance(target, s.Feature) and target.index is not None:
+            node = self.feature_ref(target, f"`{name}`")
+        elif target is None or not isinstance(target, acts_on):
+            self.error(f"`{name}` needs a head, MLP, neurons or features to act on", c.pos)
             return None
-        node = self.node(target)
+        else:
+            node = self.node(target)
+        if node is None:
+            return None
         if name == "ablate":
             method = positional[1].value if len(positional) == 2 else None
             if not isinstance(method, s.Name) or method.text not in ABLATION_METHODS or keywords:

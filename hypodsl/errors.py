@@ -8,8 +8,9 @@ line and carets under the span.
 
 from __future__ import annotations
 
+import difflib
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -125,3 +126,9 @@ def format_error(error: HypError, sources: dict[str, str] | None = None) -> str:
                 end = err.pos.end_column if err.pos.end_line == err.pos.line else len(src) + 1
                 lines.extend(_source_excerpt(src, err.pos.column, end))
     return "\n".join(lines)
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """ "; did you mean `x`?" for the known name closest to `name`, or ""."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""

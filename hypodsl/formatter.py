@@ -25,6 +25,9 @@ _GROUP = {
     s.WindowDecl: "window",
     s.PathDecl: "path",
     s.CircuitDecl: "path",
+    s.BasisDecl: "basis",
+    s.FamilyDecl: "basis",
+    s.SelectDecl: "select",
     s.Claim: "claim",
 }
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}  # a Sum is level 1
@@ -65,6 +68,12 @@ def node(n: s.PathNode) -> str:
             return f"L{layer}.mlp"
         case s.Neurons(layer=layer, indices=indices):
             return f"L{layer}.mlp[{', '.join(map(str, indices))}]"
+        case s.Feature(basis=basis, index=index):
+            return f"{basis.text}.{'error' if index is None else f'f{index}'}"
+        case s.FeatureSet(basis=basis, indices=indices):
+            return f"{basis.text}[{', '.join(map(str, indices))}]"
+        case s.Name(text=text):
+            return text
     raise TypeError(n)
 
 
@@ -72,11 +81,11 @@ def path(p: s.PathExpr) -> str:
     return " -> ".join(node(n) for n in p.nodes)
 
 
-def value(v: s.PathExpr | s.PathNode | s.Name | s.Number | s.StepValue) -> str:
+def value(v: s.PathExpr | s.PathNode | s.Number | s.StepValue | s.Call) -> str:
     if isinstance(v, s.PathExpr):
         return path(v)
-    if isinstance(v, s.Name):
-        return v.text
+    if isinstance(v, s.Call):
+        return call(v)
     if isinstance(v, s.Number):
         return number(v.value)
     if isinstance(v, s.StepValue):
@@ -175,10 +184,30 @@ def statement_head(st: s.Statement) -> str:
             return f"path {name.text} = {path(p)}"
         case s.CircuitDecl(name=name, paths=paths):
             return f"circuit {name.text} = {' + '.join(p.text for p in paths)}"
+        case s.BasisDecl(name=name, path=p, site=site):
+            return f"basis {name.text} = {string(p)}" + (f" at {string(site)}" if site else "")
+        case s.FamilyDecl(name=name, features=features):
+            return f"family {name.text} = {node(features)}"
+        case s.SelectDecl():
+            return select(st)
         case s.Claim(name=name, text=text, expect=expect, pending=pending):
             head = f"claim {name.text} {string(text)}" + (f" expect {expect}" if expect else "")
             return head + (" pending" if pending else " {")
     raise TypeError(st)
+
+
+def select(st: s.SelectDecl) -> str:
+    units = (
+        f"{node(st.units)} neurons" if isinstance(st.units, s.Mlp) else f"{st.units.text} features"
+    )
+    if st.by is not None:
+        rule = f"top {st.top} by {call(st.by)}"
+    else:
+        rule = "where " + " and ".join(
+            f"{call(c.call)} {c.op} {number(c.value)}" for c in st.criteria
+        )
+    span = st.window.text if isinstance(st.window, s.Name) else window(st.window)
+    return f"select {st.name.text} = {units} {rule} over {span} on {st.probe.text}"
 
 
 @dataclass

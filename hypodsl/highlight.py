@@ -35,6 +35,14 @@ KEYWORDS = (
     "after",
     "final",
     "first",
+    "basis",
+    "family",
+    "select",
+    "neurons",
+    "features",
+    "where",
+    "top",
+    "by",
 )
 CONSTANTS = (
     "supported",

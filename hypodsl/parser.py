@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
+from lark import Lark, Token, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -25,6 +25,7 @@ from lark.tree import Meta
 
 from hypodsl import syntax as s
 from hypodsl.errors import HypSyntaxError, SourcePosition, collector_paused
+from hypodsl.parser_features import FeatureRules
 from hypodsl.sources import read_spec_text
 
 _HERE = Path(__file__).resolve().parent
@@ -55,6 +56,7 @@ TERMINAL_WORDS = {
     "HEAD": "a head (`L1.H2`)",
     "HEAD_INPUT": "a head input (`L1.H2.q`, `.k` or `.v`)",
     "MLP": "an MLP (`L2.mlp`)",
+    "FEATURE": "a feature (`l2.f27`) or error term (`l2.error`)",
     "CORRECTION": "a correction (holm, bh, none)",
     "AGGREGATE": "an aggregation (all, mean, trend)",
     "BIRTH_RELATION": "`before` or `after`",
@@ -264,7 +266,7 @@ def scan_comments(text: str, uri: str) -> tuple[s.Comment, ...]:
 
 
 @v_args(meta=True)
-class _ToSyntax(Transformer):
+class _ToSyntax(FeatureRules):
     """Lark tree to frozen syntax nodes, keeping every node's position."""
 
     def __init__(self, uri: str) -> None:
@@ -276,6 +278,15 @@ class _ToSyntax(Transformer):
 
     def _name(self, tok: Token) -> s.Name:
         return s.Name(_tok_pos(self.uri, tok), str(tok))
+
+    def _int(self, tok: Token) -> int:
+        return _whole(tok, self.uri)
+
+    def _str(self, tok: Token) -> str:
+        return _string(tok, self.uri)
+
+    def _float(self, tok: Token) -> float:
+        return _finite(tok, self.uri)
 
     # statements
     def start(self, meta: Meta, children: list) -> s.Spec:
@@ -474,9 +485,6 @@ class _ToSyntax(Transformer):
 
     def node_value(self, meta: Meta, c: list) -> s.PathNode:
         return c[0]
-
-    def name_value(self, meta: Meta, c: list) -> s.Name:
-        return self._name(c[0])
 
     def number_value(self, meta: Meta, c: list) -> s.Number:
         return s.Number(self._p(meta), _finite(c[0], self.uri))

@@ -74,6 +74,29 @@ class NeuronsNode(Frozen):
     indices: tuple[int, ...]
 
 
+class FeatureNode(Frozen):
+    """Features of a basis (`l2.f27`, `l2[27, 54]`, or a family, named by `label`)."""
+
+    kind: Literal["features"] = "features"
+    basis: str
+    ids: tuple[int, ...]
+    label: str | None = None  # the family's name
+
+
+class ErrorNode(Frozen):
+    """A basis's error term `l2.error`: the site's activation minus its decoded features."""
+
+    kind: Literal["sae_error"] = "sae_error"
+    basis: str
+
+
+class SelectionNode(Frozen):
+    """A `select` declaration, resolved by the engine to the neurons or features it chose."""
+
+    kind: Literal["selection"] = "selection"
+    name: str
+
+
 PathNode = Annotated[
     EmbedNode
     | PosNode
@@ -82,7 +105,10 @@ PathNode = Annotated[
     | HeadInputNode
     | HeadQKNode
     | MlpNode
-    | NeuronsNode,
+    | NeuronsNode
+    | FeatureNode
+    | ErrorNode
+    | SelectionNode,
     Field(discriminator="kind"),
 ]
 
@@ -132,6 +158,9 @@ class QuantityExpr(Frozen):
     group: str | None = None  # gram(by=...)
     probe: str | None = None  # `on PROBE` written on the quantity itself
     interventions: tuple[Intervention, ...] = ()
+    features: PathNode | None = None  # activation / active: a FeatureNode or SelectionNode
+    target: QuantityExpr | None = None  # alignment(activation(F)): the differentiated score
+    scope: PathNode | None = None  # update_alignment(..., scope=L0.mlp): the parameters used
 
 
 def quantity_key(q: QuantityExpr) -> str:
@@ -259,6 +288,40 @@ class RunsRef(Frozen):
     pattern: str
 
 
+class BasisRef(Frozen):
+    """`basis NAME = "PATH"`: a feature basis stored in the run directory at PATH."""
+
+    name: str
+    path: str
+    site: str | None = None  # the hook the spec says it reads, checked against the basis
+
+
+class Criterion(Frozen):
+    """One condition of a `select`: a per-unit quantity compared with a number."""
+
+    quantity: str  # drive, activation, active or contribution
+    features: PathNode | None = None  # drive(F): the feature score whose drive is measured
+    op: Comparator
+    value: float
+
+
+class Selection(Frozen):
+    """Units (an MLP's neurons, or features) chosen on a discovery probe over a window."""
+
+    name: str
+    unit: Literal["neurons", "features"]
+    layer: int | None = None  # neurons of this layer's MLP
+    basis: str | None = None  # features of this basis
+    among: tuple[int, ...] | None = None  # only these features (a family's members)
+    criteria: tuple[Criterion, ...] = ()  # all must hold
+    top: int | None = None  # or: the `top` units ranked by `by`
+    by: Criterion | None = None
+    window: RangeWindow
+    probe: str
+    text: str
+    source: SourceRef
+
+
 class Probe(Frozen):
     """`n` sequences of `split`: the first n, or a random n drawn with `seed`."""
 
@@ -281,6 +344,9 @@ class Plan(Frozen):
     windows: tuple[Window, ...] = ()
     paths: tuple[PathPlan, ...] = ()
     circuits: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    bases: tuple[BasisRef, ...] = ()
+    families: dict[str, FeatureNode] = Field(default_factory=dict)
+    selections: tuple[Selection, ...] = ()
     claims: tuple[ClaimPlan, ...] = ()
 
     def probe(self, name: str) -> Probe:
@@ -291,6 +357,7 @@ class Plan(Frozen):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
+QuantityExpr.model_rebuild()
 SumExpr.model_rebuild()
 BinaryExpr.model_rebuild()
 UnaryExpr.model_rebuild()

@@ -16,6 +16,9 @@ class QuantitySpec:
     roles: tuple[str, ...] = ()  # keyword arguments that name roles
     required_roles: tuple[str, ...] = ()
     group: bool = False  # `by=GROUP`
+    features: bool = False  # first positional argument: features (`l2.f27`, a family)
+    score: bool = False  # the first argument may be a feature score: `activation(F)`
+    scope: bool = False  # `scope=COMPONENT`: only that component's parameters
 
 
 QUANTITIES: dict[str, QuantitySpec] = {
@@ -29,11 +32,18 @@ QUANTITIES: dict[str, QuantitySpec] = {
     "ov_copy": QuantitySpec(component=True),
     "contribution": QuantitySpec(path=True),
     "share": QuantitySpec(path=True),
-    "alignment": QuantitySpec(path=True),
+    "alignment": QuantitySpec(path=True, score=True),
     "alignment_cosine": QuantitySpec(path=True),
-    "update_alignment": QuantitySpec(path=True),
+    "update_alignment": QuantitySpec(path=True, score=True, scope=True),
     "gram": QuantitySpec(group=True),
+    "activation": QuantitySpec(features=True),
+    "active": QuantitySpec(features=True),
 }
+SCORES = ("activation",)  # what alignment(...) and update_alignment(...) can differentiate
+# What a `select` may rank or threshold, per unit: an MLP neuron's drive of a feature score
+# (∇θn score · Δθn over its parameter slice), or a feature's mean activation, active fraction
+# or direct contribution to the answer margin.
+SELECT_QUANTITIES = {"neurons": ("drive",), "features": ("activation", "active", "contribution")}
 GRAM_GROUPS = ("key", "value", "split", "pair")
 ABLATION_METHODS = ("zero", "mean", "resample")
 INTERVENTIONS = ("ablate", "patch")

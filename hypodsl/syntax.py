@@ -84,7 +84,27 @@ class Neurons(Node):
     indices: tuple[int, ...]
 
 
-PathNode = Embed | Pos | Unembed | Head | HeadInput | HeadQK | Mlp | Neurons
+@dataclass(frozen=True)
+class Feature(Node):
+    """One feature of a basis, `l2.f27`, or the basis's error term, `l2.error` (index None)."""
+
+    basis: Name
+    index: int | None
+
+
+@dataclass(frozen=True)
+class FeatureSet(Node):
+    """Several features of a basis: `l2[27, 54]`."""
+
+    basis: Name
+    indices: tuple[int, ...]
+
+
+# A bare name in a path or argument (a family, a selection, a role, a probe, a method):
+# the compiler decides what it refers to.
+PathNode = (
+    Embed | Pos | Unembed | Head | HeadInput | HeadQK | Mlp | Neurons | Feature | FeatureSet | Name
+)
 
 
 @dataclass(frozen=True)
@@ -108,17 +128,17 @@ class StepValue(Node):
 
 
 @dataclass(frozen=True)
-class Arg(Node):
-    keyword: Name | None
-    value: PathExpr | PathNode | Name | Number | StepValue
-
-
-@dataclass(frozen=True)
 class Call(Node):
     """`accuracy` (bare, args None) or `attention(L1.H2, from=answer, to=match_value)`."""
 
     name: Name
     args: tuple[Arg, ...] | None
+
+
+@dataclass(frozen=True)
+class Arg(Node):
+    keyword: Name | None
+    value: PathExpr | PathNode | Number | StepValue | Call
 
 
 @dataclass(frozen=True)
@@ -301,6 +321,46 @@ class CircuitDecl(Node):
 
 
 @dataclass(frozen=True)
+class BasisDecl(Node):
+    """`basis l2 = "features/l2" at "blocks.1.hook_resid_post"` (the site is optional)."""
+
+    name: Name
+    path: str
+    site: str | None
+
+
+@dataclass(frozen=True)
+class FamilyDecl(Node):
+    """`family f7 = l2[27, 54]`: a named set of features of one basis."""
+
+    name: Name
+    features: PathNode
+
+
+@dataclass(frozen=True)
+class Criterion(Node):
+    """`drive(f7) > 0`: a per-unit quantity compared with a number, in a `select`."""
+
+    call: Call
+    op: Comparator
+    value: float
+
+
+@dataclass(frozen=True)
+class SelectDecl(Node):
+    """`select sp = L0.mlp neurons where drive(f7) > 0 over 1750 .. 2500 on pick` or
+    `select top2 = f7 features top 2 by contribution over early on pick`."""
+
+    name: Name
+    units: Mlp | Name  # an MLP's neurons, or the features of a basis or family
+    criteria: tuple[Criterion, ...]
+    top: int | None
+    by: Call | None
+    window: WindowRange | Name
+    probe: Name
+
+
+@dataclass(frozen=True)
 class Claim(Node):
     name: Name
     text: str
@@ -321,6 +381,9 @@ Statement = (
     | WindowDecl
     | PathDecl
     | CircuitDecl
+    | BasisDecl
+    | FamilyDecl
+    | SelectDecl
     | Claim
 )
 

@@ -7,6 +7,7 @@ RUN/signature.json   what a spec may name: layers, heads, widths, vocabulary, ro
 RUN/metrics.jsonl    one line of per-split metrics per checkpoint
 RUN/checkpoints/     step_NNNNNN.safetensors + step_NNNNNN.json
 RUN/data/            the generated benchmark it was trained on
+RUN/features/NAME/   feature bases fitted on it (runner.features.basis), listed in signature.json
 RUN/resume.*         the latest optimiser state, for resuming after a kill
 ```
 """
@@ -68,8 +69,32 @@ def write_signature(run_dir: Path, config: TrainConfig, data_manifest: dict[str,
         "checkpoints": list_steps(run_dir),
         "final_step": config.steps,
         "data_hash": data_manifest["data_hash"],
+        "config_hash": config.content_hash(),
+        "bases": _registered_bases(run_dir),
     }
     atomic_write_text(run_dir / "signature.json", json.dumps(signature, indent=2) + "\n")
+
+
+def _registered_bases(run_dir: Path) -> dict[str, Any]:
+    """The feature bases the current signature lists (kept when training rewrites it)."""
+    path = run_dir / "signature.json"
+    if not path.is_file():
+        return {}
+    try:
+        bases = json.loads(path.read_text()).get("bases", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return dict(sorted(bases.items())) if isinstance(bases, dict) else {}
+
+
+def register_basis(run_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    """List a fitted feature basis (RUN/KEY) in the run's signature.json."""
+    path = run_dir / "signature.json"
+    signature = load_signature(path)
+    bases = _registered_bases(run_dir)
+    bases[key] = entry
+    signature["bases"] = dict(sorted(bases.items()))
+    atomic_write_text(path, json.dumps(signature, indent=2) + "\n")
 
 
 def read_signature(path: Path) -> dict[str, Any]:

@@ -23,14 +23,15 @@ ALLOWED: dict[str, set[str]] = {
     "base": {"base", "lang"},
     "kv": {"base", "lang", "kv"},
     "model": {"base", "lang", "kv", "model"},
-    "measure": {"base", "lang", "kv", "model", "measure"},
+    "features": {"base", "lang", "kv", "model", "features"},
+    "measure": {"base", "lang", "kv", "model", "features", "measure"},
     "train": {"base", "lang", "kv", "model", "measure", "train"},
     "stats": {"base", "lang", "stats"},
-    "engine": {"base", "lang", "kv", "model", "measure", "stats", "engine"},
+    "engine": {"base", "lang", "kv", "model", "features", "measure", "stats", "engine"},
     "report": {"base", "lang", "stats", "report"},
 }
 CLI_MODULES = {"hypodsl.cli", "hypodsl.cli_common", "hypodsl.cli_run", "hypodsl.pytest_plugin"}
-RUNNER_STAGES = ("kv", "model", "measure", "train", "stats", "engine", "report")
+RUNNER_STAGES = ("kv", "model", "features", "measure", "train", "stats", "engine", "report")
 
 
 @dataclass(frozen=True)
