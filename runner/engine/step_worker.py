@@ -19,6 +19,7 @@ import torch
 
 from hypodsl import plan as p
 from runner.engine.cache import MeasurementCache
+from runner.features.basis import Basis, BasisError, load_basis
 from runner.kv import dataset
 from runner.measure import quantities
 from runner.measure.probe import ProbeBatch
@@ -42,6 +43,7 @@ class StepTask:
     device: str
     threads: int | None = None
     reads: dict[str, int] = field(default_factory=dict)  # probe -> reads: a cached array's length
+    bases: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (dir, SHA-256)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,14 @@ def load_probes(
     return _load_splits(run_dir, tuple(probes))
 
 
+@functools.lru_cache(maxsize=8)
+def _load_basis(directory: str, sha256: str) -> Basis:
+    basis = load_basis(Path(directory))
+    if basis.info.weights_sha256 != sha256:
+        raise BasisError(f"{directory}: changed while the study ran")
+    return basis
+
+
 def resolve_step(step: p.StepRef, final: int) -> int:
     if step.kind == "final":
         return final
@@ -110,7 +120,8 @@ def measure_step(task: StepTask) -> StepOutcome:
     device = torch.device(task.device)
     try:
         model = checkpoints.load_model(task.run_dir, task.step, config.model).to(device)
-    except checkpoints.CheckpointError as e:
+        bases = {name: _basis_on(_load_basis(*where), device) for name, where in task.bases.items()}
+    except (checkpoints.CheckpointError, BasisError) as e:
         return StepOutcome(task.step, {}, {}, str(e), 0)
     torch.manual_seed(task.seed)
     splits = load_probes(task.run_dir, task.probes)
@@ -149,6 +160,7 @@ def measure_step(task: StepTask) -> StepOutcome:
             resolve_step=lambda ref: resolve_step(ref, config.steps),
             next_step=next_step,
             other_probe=batch,
+            bases=bases,
         )
         for slot in [s for s in missing if s[0] == probe]:
             began = time.perf_counter()
@@ -160,6 +172,12 @@ def measure_step(task: StepTask) -> StepOutcome:
                 values[slot] = value
             cache.put(task.cache_keys[slot], value)
     return StepOutcome(task.step, values, errors, None, len(missing), seconds)
+
+
+def _basis_on(basis: Basis, device: torch.device) -> Basis:
+    if device.type == "cpu":
+        return basis
+    return Basis(basis.sae.to(device), basis.info, basis.directory)
 
 
 def _measure_one(

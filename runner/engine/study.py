@@ -28,9 +28,11 @@ import torch
 
 from hypodsl import __version__
 from hypodsl import plan as p
+from runner.engine import selections
 from runner.engine.cache import MeasurementCache, entry_key
 from runner.engine.progress import Progress, Silent
 from runner.engine.step_worker import StepOutcome, StepTask, load_probes, measure_step, resolve_step
+from runner.features.basis import Basis, BasisError, FittedRun, load_basis
 from runner.kv import dataset
 from runner.measure import quantities
 from runner.model import checkpoints
@@ -54,8 +56,14 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def unsupported_feature(pred: p.TimedPrediction | p.BirthOrder) -> str | None:
-    """What in a prediction this runner cannot evaluate, or None when it can."""
+def unsupported_feature(
+    pred: p.TimedPrediction | p.BirthOrder, blocked: dict[str, str] | None = None
+) -> str | None:
+    """What in a prediction this runner cannot evaluate, or None when it can. `blocked` maps
+    `basis:NAME` / `selection:NAME` to why that basis or selection cannot be used."""
+    for ref in sorted(selections.references(pred) & set(blocked or {})):
+        kind, name = ref.split(":", 1)
+        return f"{kind} `{name}`: {(blocked or {})[ref]}"
     if isinstance(pred, p.BirthOrder):
         sides = [pred.left.left, pred.left.right, pred.right.left, pred.right.right]
     else:
@@ -64,7 +72,7 @@ def unsupported_feature(pred: p.TimedPrediction | p.BirthOrder) -> str | None:
         for q in quantities_of(expr):
             if q.name not in quantities.IMPLEMENTED:
                 return f"quantity `{q.name}` {NOT_YET}"
-            if q.interventions and q.name not in quantities.BEHAVIOUR:
+            if q.interventions and q.name not in quantities.INTERVENED:
                 return f"interventions on `{q.name}` {NOT_YET}"
     return None
 
@@ -118,7 +126,32 @@ class Engine:
         self.requested = 0  # quantities needed at readable checkpoints
         self.seconds: dict[tuple[int, str, str], float] = {}  # wall time of each measured read
         self.claim_seconds: dict[str, float] = {}  # measuring (shared reads split) and judging
+        self.blocked: dict[str, str] = {}  # `basis:NAME` / `selection:NAME` -> why unusable
+        self.bases: dict[str, Basis] = self._load_bases()
+        self.selected: tuple[results.SelectionResult, ...] = ()
         self.judge = Judge(plan, self._empty_measured(), self.resolve, seed)
+
+    def _load_bases(self) -> dict[str, Basis]:
+        """Every basis of the plan, checked against this run; a broken one blocks its claims."""
+        manifest = dataset.load_manifest(data_dir(self.run_dir)) if self.plan.bases else {}
+        run = FittedRun(
+            name=self.config.name,
+            config_hash=self.config.content_hash(),
+            data_hash=manifest.get("data_hash", ""),
+        )
+        loaded = {}
+        for ref in self.plan.bases:
+            try:
+                basis = load_basis(self.run_dir / ref.path, run)
+            except BasisError as e:
+                self.blocked[f"basis:{ref.name}"] = self._portable(str(e))
+                continue
+            if ref.site is not None and basis.info.site != ref.site:
+                why = f"fitted at `{basis.info.site}`, not `{ref.site}`"
+                self.blocked[f"basis:{ref.name}"] = why
+                continue
+            loaded[ref.name] = basis
+        return loaded
 
     def resolve(self, ref: p.StepRef) -> int:
         return resolve_step(ref, self.config.steps)
@@ -132,7 +165,7 @@ class Engine:
             for claim in self.plan.claims
             if not claim.pending
             for pred in claim.predictions
-            if unsupported_feature(pred) is None
+            if unsupported_feature(pred, self.blocked) is None
         ]
 
     def requests(self) -> dict[int, dict[str, dict[str, p.QuantityExpr]]]:
@@ -175,9 +208,11 @@ class Engine:
             for probe, wanted in per_probe.items():
                 for k, q in wanted.items():
                     deps = dependencies(q, step, self.steps, self.config.steps)
+                    used = sorted(r[6:] for r in selections.references(q) if r.startswith("basis:"))
                     keys[(probe, k)] = entry_key(
                         checkpoint=hashes[step],
-                        dependencies=[hashes.get(d, f"unreadable step {d}") for d in deps],
+                        dependencies=[hashes.get(d, f"unreadable step {d}") for d in deps]
+                        + [f"basis {b} {self.bases[b].info.weights_sha256}" for b in used],
                         probe=probe_hashes[probe],
                         patch_probes={
                             i.from_probe: probe_hashes[i.from_probe]
@@ -202,6 +237,10 @@ class Engine:
                     device=self.device,
                     threads=self.worker_threads(),
                     reads=self.reads,
+                    bases={
+                        name: (str(b.directory), b.info.weights_sha256)
+                        for name, b in self.bases.items()
+                    },
                 )
             )
         return tasks
@@ -287,7 +326,7 @@ class Engine:
         judge_seconds: dict[int, float] = {}
         for pred in preds:
             began = time.perf_counter()
-            missing = unsupported_feature(pred)
+            missing = unsupported_feature(pred, self.blocked)
             if missing:
                 judged[id(pred)] = Judged(reason=f"not evaluable: {missing}")
             else:
@@ -357,8 +396,49 @@ class Engine:
         verdict, reason = rules.combine(tuple(preds))
         return claim_result(verdict=verdict, reason=reason, predictions=tuple(preds))
 
+    def select(self) -> None:
+        """Compute the plan's selections and rewrite the plan with the units they chose."""
+        if not self.plan.selections:
+            return
+        names = {s.probe for s in self.plan.selections}
+        splits = load_probes(self.run_dir, self.plan.probes)
+        window = {
+            step for s in self.plan.selections for step in selections.window_steps(s, self.steps)
+        }
+        hashes, _ = self._identities(window)
+        ctx = selections.SelectionContext(
+            run_dir=self.run_dir, config=self.config, steps=list(self.steps), hashes=hashes,
+            probes=splits,
+            probe_hashes={n: probe_hash(splits[n], self.plan.probe(n)) for n in names},
+            bases=self.bases, cache=self.cache, seed=self.seed, device=self.device,
+            threads=self.worker_threads(),
+        )  # fmt: skip
+        self.progress.phase("select units", len(self.plan.selections))
+        selector, chosen = selections.Selector(ctx), {}
+        for sel in self.plan.selections:
+            blocked = sorted(
+                selections.references(sel) & set(self.blocked)
+                | ({f"basis:{sel.basis}"} & set(self.blocked))
+            )
+            if blocked:
+                reason = f"{blocked[0].replace(':', ' `', 1)}`: {self.blocked[blocked[0]]}"
+                result = results.SelectionResult(
+                    name=sel.name, unit=selections.unit_text(sel), probe=sel.probe, steps=(),
+                    members=(), reason=reason,
+                )  # fmt: skip
+            else:
+                result = selector.select(sel)
+            if result.reason is not None:
+                self.blocked[f"selection:{sel.name}"] = self._portable(result.reason)
+            chosen[sel.name] = result
+            self.progress.advance()
+        self.selected = tuple(chosen.values())
+        self.plan = selections.resolve(self.plan, chosen)
+        self.judge = Judge(self.plan, self._empty_measured(), self.resolve, self.seed)
+
     def run_claims(self) -> tuple[tuple[results.ClaimResult, ...], results.RunProvenance]:
         torch.manual_seed(self.seed)
+        self.select()
         measured = self.measure()
         claims = self.judge_all(measured)
         manifest = dataset.load_manifest(data_dir(self.run_dir))
@@ -366,7 +446,17 @@ class Engine:
             run=self.run_dir.name,
             data_hash=manifest["data_hash"],
             checkpoints=dict(sorted(self.measured_steps.items())),
-        )
+            bases=tuple(
+                results.BasisProvenance(
+                    name=name, path=ref.path, site=b.info.site, width=b.info.d_sae,
+                    weights_sha256=b.info.weights_sha256,
+                )
+                for ref in self.plan.bases
+                if (b := self.bases.get(ref.name)) is not None
+                for name in [ref.name]
+            ),
+            selections=self.selected,
+        )  # fmt: skip
         return claims, provenance
 
 

@@ -18,18 +18,22 @@ in w; differentiating its product with v with respect to w gives J v).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from hypodsl import plan as p
+from runner.features.basis import Basis
 from runner.measure import behaviour
-from runner.measure.paths import PathPatcher, path_names
-from runner.measure.probe import ProbeBatch, clean_run
+from runner.measure.circuits import circuit_values, names_for
+from runner.measure.probe import CleanRun, ProbeBatch, clean_run
 from runner.model.transformer import Transformer
 
 Paths = Sequence[Sequence[p.PathNode]]
+# values(model, run) -> [read]: a differentiable per-read quantity of one forward pass
+Values = Callable[[Transformer, CleanRun], torch.Tensor]
+NO_BASES: Mapping[str, Basis] = {}
 
 
 def parameters(model: Transformer) -> list[torch.Tensor]:
@@ -43,11 +47,57 @@ def answer_losses(model: Transformer, probe: ProbeBatch) -> torch.Tensor:
 
 
 def contributions(
-    model: Transformer, probe: ProbeBatch, paths: Paths, method: str = "zero"
+    model: Transformer,
+    probe: ProbeBatch,
+    paths: Paths,
+    method: str = "zero",
+    bases: Mapping[str, Basis] = NO_BASES,
 ) -> torch.Tensor:
     """[read] differentiable contribution of a path (one entry) or circuit (several)."""
-    run = clean_run(model, probe, path_names(model), detach=False)
-    return PathPatcher(model, probe, run).circuit_contribution(paths, method)
+    run = clean_run(model, probe, names_for(model, bases), detach=False)
+    return circuit_values(model, probe, run, paths, bases, method=method)
+
+
+def path_values(paths: Paths, probe: ProbeBatch, bases: Mapping[str, Basis] = NO_BASES) -> Values:
+    """The contribution of `paths` as a `Values` function."""
+    return lambda model, run: circuit_values(model, probe, run, paths, bases)
+
+
+def scope_mask(model: Transformer, node: p.PathNode) -> torch.Tensor:
+    """[n_params] bool over the flat parameters: those of one component.
+
+    An MLP: its c_fc and c_proj weights and biases. Neurons i: row i of c_fc's weight and bias
+    and column i of c_proj's weight (c_proj's bias belongs to the whole MLP). A head: its rows
+    of c_attn (query, key and value) and its columns of c_proj. `embed` and `pos`: the token
+    (also the unembedding, tied) and position embeddings.
+    """
+    cfg = model.cfg
+    masks = []
+    for name, w in model.named_parameters():
+        m = torch.zeros_like(w, dtype=torch.bool)
+        if isinstance(node, p.MlpNode) and name.startswith(f"blocks.{node.layer}.mlp."):
+            m[...] = True
+        elif isinstance(node, p.NeuronsNode) and name.startswith(f"blocks.{node.layer}.mlp."):
+            idx = list(node.indices)
+            if name.endswith("c_fc.weight") or name.endswith("c_fc.bias"):
+                m[idx] = True
+            elif name.endswith("c_proj.weight"):
+                m[:, idx] = True
+        elif isinstance(node, p.HeadNode) and name.startswith(f"blocks.{node.layer}.attn."):
+            cols = slice(node.head * cfg.d_head, (node.head + 1) * cfg.d_head)
+            if name.endswith("c_attn.weight") or name.endswith("c_attn.bias"):
+                for i in range(3):  # query, key and value blocks of c_attn
+                    m[i * cfg.d_model + cols.start : i * cfg.d_model + cols.stop] = True
+            elif name.endswith("c_proj.weight"):
+                m[:, cols] = True
+        elif (isinstance(node, p.EmbedNode) and name == "embed.weight") or (
+            isinstance(node, p.PosNode) and name == "pos_embed.weight"
+        ):
+            m[...] = True
+        elif not isinstance(node, p.MlpNode | p.NeuronsNode | p.HeadNode | p.EmbedNode | p.PosNode):
+            raise ValueError(f"`scope=` cannot take `{node.kind}`")
+        masks.append(m.reshape(-1))
+    return torch.cat(masks)
 
 
 def flat_grad(scalar: torch.Tensor, model: Transformer, keep_graph: bool = False) -> torch.Tensor:
@@ -85,17 +135,23 @@ class Alignment:
 
 
 def alignment(
-    model: Transformer, probe: ProbeBatch, paths: Paths, cosine: bool = True
+    model: Transformer,
+    probe: ProbeBatch,
+    paths: Paths | Values,
+    cosine: bool = True,
+    bases: Mapping[str, Basis] = NO_BASES,
 ) -> Alignment:
     """Per-read and probe alignment from one forward pass with its graph.
 
-    The loss and the contributions are read from the same pass. With `cosine=False` the extra
-    backward pass for ∇C̄ is skipped: the alignment is then the mean of the per-read values
-    (equal to <∇C̄, −∇L̄> by linearity) and the cosine is NaN.
+    `paths` is a path or circuit, or any differentiable `Values` (a feature score). The loss
+    and the values are read from the same pass. With `cosine=False` the extra backward pass for
+    ∇C̄ is skipped: the alignment is then the mean of the per-read values (equal to
+    <∇C̄, −∇L̄> by linearity) and the cosine is NaN.
     """
-    run = clean_run(model, probe, path_names(model), detach=False)
+    values_of = paths if callable(paths) else path_values(paths, probe, bases)
+    run = clean_run(model, probe, names_for(model, bases), detach=False)
     losses = behaviour.per_read(run.logits, probe.target)["loss"]
-    values = PathPatcher(model, probe, run).circuit_contribution(paths, "zero")
+    values = values_of(model, run)
     descent = -flat_grad(losses.mean(), model, keep_graph=True)
     if cosine:
         grad_c = flat_grad(values.mean(), model, keep_graph=True)
@@ -119,11 +175,22 @@ def flat_parameters(model: Transformer) -> torch.Tensor:
 
 
 def update_alignment(
-    model: Transformer, next_model: Transformer, probe: ProbeBatch, paths: Paths
+    model: Transformer,
+    next_model: Transformer,
+    probe: ProbeBatch,
+    paths: Paths | Values,
+    bases: Mapping[str, Basis] = NO_BASES,
+    scope: p.PathNode | None = None,
 ) -> UpdateAlignment:
+    """Predicted and observed change between checkpoints; with `scope`, Δθ is kept only on
+    that component's parameters (the part of the drive that flows through them)."""
     step = flat_parameters(next_model) - flat_parameters(model)
-    values = contributions(model, probe, paths)
+    if scope is not None:
+        step = step * scope_mask(model, scope)
+    values_of = paths if callable(paths) else path_values(paths, probe, bases)
+    names = names_for(model, bases)
+    values = values_of(model, clean_run(model, probe, names, detach=False))
     predicted = directional_derivatives(values, model, step)
     with torch.no_grad():
-        after = contributions(next_model, probe, paths)
+        after = values_of(next_model, clean_run(next_model, probe, names))
     return UpdateAlignment(predicted.detach(), (after - values).detach())

@@ -16,19 +16,24 @@ import numpy as np
 import torch
 
 from hypodsl import plan as p
+from runner.features.basis import Basis
 from runner.measure import attention
+from runner.measure import features as ft
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
 from runner.measure import per_example as pe
 from runner.measure.attribution import linearised_margin
-from runner.measure.paths import PathError, PathPatcher, path_names
+from runner.measure.circuits import circuit_values, names_for
+from runner.measure.paths import PathError
 from runner.measure.probe import CleanRun, ProbeBatch, clean_run
 from runner.model.transformer import Transformer
 
 BEHAVIOUR = ("accuracy", "loss", "margin")
+FEATURE_SCORES = ("activation", "active")
+INTERVENED = (*BEHAVIOUR, *FEATURE_SCORES)  # quantities measured under interventions
 IMPLEMENTED = (
-    *BEHAVIOUR, "attention", "qk_gap", "ov_copy", "contribution", "share", "alignment",
-    "update_alignment", "gram",
+    *BEHAVIOUR, *FEATURE_SCORES, "attention", "qk_gap", "ov_copy", "contribution", "share",
+    "alignment", "update_alignment", "gram",
 )  # fmt: skip
 # Not in the language: the denominator of `share` (d · l, see runner.measure.attribution).
 LINEARISED_MARGIN = "linearised_margin"
@@ -48,6 +53,7 @@ class QuantityContext:
     resolve_step: Callable[[p.StepRef], int]
     next_step: Callable[[int], int | None]
     other_probe: Callable[[str], ProbeBatch]
+    bases: dict[str, Basis] = field(default_factory=dict)
     _run: CleanRun | None = field(default=None, init=False)
     _fault: str | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
@@ -61,7 +67,7 @@ class QuantityContext:
     @property
     def run(self) -> CleanRun:
         if self._run is None:
-            names = path_names(self.model)
+            names = names_for(self.model, self.bases)
             names += [f"blocks.{i}.attn.hook_attn_scores" for i in range(self.model.cfg.n_layers)]
             with torch.no_grad():
                 self._run = clean_run(self.model, self.probe, names)
@@ -74,10 +80,15 @@ class QuantityContext:
         with torch.no_grad():
             return clean_run(self.model, self.probe, [name]).cache[name]
 
+    def basis(self, name: str) -> Basis:
+        if name not in self.bases:
+            raise MeasureError(f"basis `{name}` is not loaded for this run")
+        return self.bases[name]
+
 
 def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
     """[read] float64 values of the quantity."""
-    if q.interventions and q.name not in BEHAVIOUR:
+    if q.interventions and q.name not in INTERVENED:
         raise MeasureError(f"interventions on `{q.name}` are not implemented yet")
     bad = ctx.clean_fault()
     if bad is not None:
@@ -87,7 +98,7 @@ def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
         )
     try:
         values = _measure(ctx, q)
-    except (PathError, ValueError) as e:
+    except (PathError, ValueError) as e:  # ft.FeatureError is a ValueError
         raise MeasureError(str(e)) from None
     out = values.detach().cpu().to(torch.float64).numpy()
     if np.isinf(out).any():  # NaN marks an undefined read (an empty role); Inf is an overflow
@@ -138,17 +149,21 @@ def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
         return attention.qk_gap(
             ctx.run, probe, head.layer, head.head, roles["from"], roles["to"], roles.get("contrast")
         )
+    if q.name in FEATURE_SCORES:
+        return _feature_score(ctx, q)
     paths = [x.nodes for x in q.paths]
     if q.name == "contribution":
         with torch.no_grad():
-            return PathPatcher(model, probe, ctx.run, ctx.seed).circuit_contribution(paths)
+            return circuit_values(model, probe, ctx.run, paths, ctx.bases, ctx.seed)
+    values: gr.Paths | gr.Values = paths if q.target is None else _score_values(ctx, q.target)
     if q.name == "alignment":
-        return gr.alignment(model, probe, paths, cosine=False).per_read
+        return gr.alignment(model, probe, values, cosine=False, bases=ctx.bases).per_read
     if q.name == "update_alignment":
         following = ctx.next_step(ctx.step)
         if following is None:
             raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")
-        return gr.update_alignment(model, ctx.load_model(following), probe, paths).predicted
+        later = ctx.load_model(following)
+        return gr.update_alignment(model, later, probe, values, ctx.bases, q.scope).predicted
     if q.name == "gram":
         assert q.group is not None
         if q.group == "split":
@@ -156,6 +171,53 @@ def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
         summary = pe.gram_summary(model, probe, pe.group_labels(probe, q.group))
         return summary["within"] - summary["between"]
     raise MeasureError(f"quantity `{q.name}` is not implemented yet")
+
+
+def _features_of(q: p.QuantityExpr) -> p.FeatureNode:
+    if not isinstance(q.features, p.FeatureNode):
+        raise MeasureError(f"`{q.name}` needs features resolved before measuring")
+    return q.features
+
+
+def _feature_score(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
+    node = _features_of(q)
+    basis = ctx.basis(node.basis)
+    run = ctx.run
+    if q.interventions:
+        run = _intervened(ctx, q.interventions, names=[basis.info.site])
+    score = ft.activation if q.name == "activation" else ft.active
+    return score(run, ctx.probe, basis, node.ids)
+
+
+def _score_values(ctx: QuantityContext, target: p.QuantityExpr) -> gr.Values:
+    """A differentiable feature score, for alignment(activation(F))."""
+    node = _features_of(target)
+    basis, probe = ctx.basis(node.basis), ctx.probe
+    return lambda model, run: ft.activation(run, probe, basis, node.ids)
+
+
+def _basis_source(
+    ctx: QuantityContext, node: p.FeatureNode, intervention: p.Intervention
+) -> ft.Source:
+    """f' for an ablation or patch of features in their basis."""
+    basis, probe = ctx.basis(node.basis), ctx.probe
+    site = basis.info.site
+    if isinstance(intervention, p.Ablation):
+        if intervention.method == "zero":
+            return ft.zero_source()
+        clean = ft.reference_features(basis, ctx.clean_activation(site), node.ids)
+        if intervention.method == "mean":
+            return ft.fixed_source(iv.mean_source(clean, probe.token_mask(), probe.n_pos))
+        return ft.fixed_source(iv.resample_source(clean, ctx.seed))
+    if intervention.from_probe is not None:
+        other = ctx.other_probe(intervention.from_probe)
+        source = clean_run(ctx.model, other, [site])[site]
+        source = iv.patch_source(source, probe.n_seq, probe.n_pos, f"probe `{other}`")
+        return ft.fixed_source(ft.reference_features(basis, source, node.ids))
+    assert intervention.from_step is not None
+    other_model = ctx.load_model(ctx.resolve_step(intervention.from_step))
+    source = clean_run(other_model, probe, [site])[site]
+    return ft.fixed_source(ft.reference_features(basis, source, node.ids))
 
 
 def _source(ctx: QuantityContext, site: iv.Site, intervention: p.Intervention) -> torch.Tensor:
@@ -176,11 +238,20 @@ def _source(ctx: QuantityContext, site: iv.Site, intervention: p.Intervention) -
     return clean_run(other_model, probe, [site.hook])[site.hook]
 
 
-def _intervened(ctx: QuantityContext, interventions: tuple[p.Intervention, ...]) -> CleanRun:
+def _intervened(
+    ctx: QuantityContext, interventions: tuple[p.Intervention, ...], names: tuple | list = ()
+) -> CleanRun:
     edits = []
     with torch.no_grad():
         for intervention in interventions:
             target = intervention.target
+            if isinstance(target, p.FeatureNode):
+                basis = ctx.basis(target.basis)
+                source = _basis_source(ctx, target, intervention)
+                edits.append(ft.basis_edit(basis, target.ids, source))
+                continue
+            if isinstance(target, p.SelectionNode | p.ErrorNode):
+                raise MeasureError(f"cannot intervene on `{target.kind}` here")
             if isinstance(target, p.HeadQKNode):
                 if not (isinstance(intervention, p.Ablation) and intervention.method == "zero"):
                     raise MeasureError("a QK-restricted head can only be zero-ablated")
@@ -188,4 +259,4 @@ def _intervened(ctx: QuantityContext, interventions: tuple[p.Intervention, ...])
                 continue
             site = iv.site_of(target)
             edits.append(iv.replace_edit(site, _source(ctx, site, intervention), ctx.probe))
-        return iv.run_edited(ctx.model, ctx.probe, edits)
+        return iv.run_edited(ctx.model, ctx.probe, edits, names)

@@ -104,10 +104,32 @@ class ClaimResult(Frozen):
         return self.expect == self.verdict
 
 
+class SelectionResult(Frozen):
+    """What a `select` chose on its discovery probe (recorded, so a reader sees the units)."""
+
+    name: str
+    unit: str  # "neurons of L0.mlp" or "features of l2"
+    probe: str
+    steps: tuple[int, ...]  # the checkpoints of its window
+    members: tuple[int, ...]  # neuron or feature ids, ascending
+    values: tuple[float, ...] = ()  # each member's value of the ranking (or first) criterion
+    reason: str | None = None  # why nothing could be chosen, when it failed
+
+
+class BasisProvenance(Frozen):
+    name: str
+    path: str  # relative to the run
+    site: str
+    width: int
+    weights_sha256: str
+
+
 class RunProvenance(Frozen):
     run: str  # the run directory's name
     data_hash: str
     checkpoints: dict[int, str]  # step -> SHA-256 of the weights file read
+    bases: tuple[BasisProvenance, ...] = ()
+    selections: tuple[SelectionResult, ...] = ()
 
 
 class Provenance(Frozen):

@@ -1,0 +1,265 @@
+"""Selections: the neurons or features a `select` chooses on its discovery probe.
+
+- Neurons of `Ll.mlp` by `drive(F)`: over each pair of consecutive checkpoints (t, t') in the
+  window, drive_n = ∇θn S(θ_t) · (θ_t' − θ_t)_n, where S is F's activation averaged over the
+  probe's reads and θn neuron n's slice of the MLP (row n of c_fc's weight and bias, column n of
+  c_proj's weight); the drives of the pairs are summed (the draft's coalition map). One backward
+  pass per (pair, F); the per-neuron sums come from the gradients by a segment sum. The drives
+  of all neurons plus that of c_proj's bias are the drive of the whole MLP.
+- Features of a basis (or a family's members) by `activation`, `active` or `contribution`:
+  each feature's mean over the reads, averaged over the window's checkpoints.
+
+`where` keeps the units meeting every criterion; `top K by Q` the K largest (ties by id). The
+choice is recorded in the results, and the plan is rewritten with the chosen ids before any
+claim is measured. Values are cached like measurements (keyed by the checkpoints' hashes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from hypodsl import plan as p
+from runner.engine.cache import MeasurementCache, entry_key
+from runner.features.basis import Basis
+from runner.kv import dataset
+from runner.measure import features as ft
+from runner.measure.probe import ProbeBatch, clean_run
+from runner.model import checkpoints
+from runner.model.transformer import Transformer
+from runner.stats.results import SelectionResult
+
+ScoreFn = Callable[[Transformer], torch.Tensor]  # model -> [read] differentiable score
+
+
+class SelectionError(Exception):
+    """A selection that cannot be computed; the message says why."""
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    run_dir: Any
+    config: Any
+    steps: list[int]  # the run's checkpoints
+    hashes: Mapping[int, str]  # step -> verified SHA-256 (absent: unreadable)
+    probes: Mapping[str, dataset.Split]
+    probe_hashes: Mapping[str, str]
+    bases: Mapping[str, Basis]
+    cache: MeasurementCache
+    seed: int
+    device: str
+    threads: int
+
+
+def unit_text(sel: p.Selection) -> str:
+    return f"neurons of L{sel.layer}.mlp" if sel.unit == "neurons" else f"features of {sel.basis}"
+
+
+def window_steps(sel: p.Selection, steps: list[int]) -> list[int]:
+    w = sel.window
+    return [s for s in steps if (w.start is None or s >= w.start) and (w.end is None or s <= w.end)]
+
+
+def neuron_drives(
+    model: Transformer, later: Transformer, probe: ProbeBatch, layer: int, score: ScoreFn
+) -> np.ndarray:
+    """[d_ff] ∇θn S · Δθn for every neuron of `layer`, S the mean score over the reads."""
+    mlp, after = model.block(layer).mlp, later.block(layer).mlp
+    params = [mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight]
+    value = score(model).mean()
+    g_w, g_b, g_out = torch.autograd.grad(value, params, allow_unused=True)
+    deltas = [a.detach() - b.detach() for a, b in zip(
+        [after.c_fc.weight, after.c_fc.bias, after.c_proj.weight], params, strict=True
+    )]  # fmt: skip
+    g_w = torch.zeros_like(params[0]) if g_w is None else g_w
+    g_b = torch.zeros_like(params[1]) if g_b is None else g_b
+    g_out = torch.zeros_like(params[2]) if g_out is None else g_out
+    drive = (g_w * deltas[0]).sum(dim=1) + g_b * deltas[1] + (g_out * deltas[2]).sum(dim=0)
+    return drive.detach().to(torch.float64).cpu().numpy()
+
+
+def score_fn(probe: ProbeBatch, basis: Basis, ids: tuple[int, ...]) -> ScoreFn:
+    site = basis.info.site
+
+    def score(model: Transformer) -> torch.Tensor:
+        run = clean_run(model, probe, [site], detach=False)
+        return ft.activation(run, probe, basis, ids)
+
+    return score
+
+
+def feature_means(model: Transformer, probe: ProbeBatch, basis: Basis, quantity: str) -> np.ndarray:
+    """[d_sae] each feature's mean activation, active fraction or contribution over the reads."""
+    names = [basis.info.site]
+    if quantity == "contribution":
+        names += ["ln_final.hook_scale"]
+    with torch.no_grad():
+        run = clean_run(model, probe, names)
+        f = ft.encode(basis, ft.site_vectors(run, probe, basis))
+        if quantity == "activation":
+            out = f.mean(dim=0)
+        elif quantity == "active":
+            out = (f > 0).to(torch.float32).mean(dim=0)
+        else:
+            u = ft.site_readout(model, run, probe, basis.info.site)
+            out = (f * (basis.sae.W_dec @ u.T).T).mean(dim=0)
+    return out.to(torch.float64).cpu().numpy()
+
+
+class Selector:
+    """Computes every selection of a plan on one run."""
+
+    def __init__(self, ctx: SelectionContext) -> None:
+        self.ctx = ctx
+        self._models: dict[int, Transformer] = {}
+
+    def model(self, step: int) -> Transformer:
+        if step not in self.ctx.hashes:
+            raise SelectionError(f"checkpoint {step} is unreadable")
+        if step not in self._models:
+            if len(self._models) > 2:
+                self._models.clear()
+            loaded = checkpoints.load_model(self.ctx.run_dir, step, self.ctx.config.model)
+            self._models[step] = loaded.to(self.ctx.device)
+        return self._models[step]
+
+    def batch(self, probe: str) -> ProbeBatch:
+        return ProbeBatch.from_split(self.ctx.probes[probe]).to(self.ctx.device)
+
+    def select(self, sel: p.Selection) -> SelectionResult:
+        steps = window_steps(sel, self.ctx.steps)
+        result = SelectionResult(
+            name=sel.name, unit=unit_text(sel), probe=sel.probe, steps=tuple(steps), members=()
+        )
+        try:
+            chosen, values = self._choose(sel, steps)
+        except (SelectionError, checkpoints.CheckpointError, ValueError) as e:
+            return result.model_copy(update={"reason": str(e)})
+        reason = None if chosen else "no unit meets the criteria"
+        kept = tuple(round(v, 12) for v in values)
+        return result.model_copy(update={"members": chosen, "values": kept, "reason": reason})
+
+    def _choose(self, sel: p.Selection, steps: list[int]) -> tuple[tuple[int, ...], list[float]]:
+        needed = 2 if sel.unit == "neurons" else 1
+        if len(steps) < needed:
+            raise SelectionError(f"its window holds {len(steps)} checkpoint(s); it needs {needed}")
+        criteria = [*sel.criteria, *([sel.by] if sel.by is not None else [])]
+        table = {self._key(c): self._values(sel, c, steps) for c in criteria}
+        n = len(next(iter(table.values())))
+        keep = np.ones(n, dtype=bool)
+        if sel.among is not None:
+            keep[:] = False
+            keep[[i for i in sel.among if i < n]] = True
+        for c in sel.criteria:
+            v = table[self._key(c)]
+            keep &= {"<": v < c.value, "<=": v <= c.value, ">": v > c.value, ">=": v >= c.value}[
+                c.op
+            ]
+        ranked = table[self._key(criteria[0])]
+        ids = np.flatnonzero(keep)
+        if sel.by is not None and sel.top is not None:
+            order = sorted(ids, key=lambda i: (-ranked[i], i))
+            ids = np.array(sorted(order[: sel.top]), dtype=np.int64)
+        return tuple(int(i) for i in ids), [float(ranked[i]) for i in ids]
+
+    @staticmethod
+    def _key(c: p.Criterion) -> str:
+        return c.model_dump_json(exclude={"op", "value"})
+
+    def _values(self, sel: p.Selection, c: p.Criterion, steps: list[int]) -> np.ndarray:
+        if sel.unit == "neurons":
+            assert sel.layer is not None and isinstance(c.features, p.FeatureNode)
+            drives = [self._cached(c, pair, sel) for pair in itertools.pairwise(steps)]
+            return np.sum(drives, axis=0)
+        return np.mean([self._cached(c, (s,), sel) for s in steps], axis=0)
+
+    def _cached(self, c: p.Criterion, steps: tuple[int, ...], sel: p.Selection) -> np.ndarray:
+        ctx = self.ctx
+        basis_name = c.features.basis if isinstance(c.features, p.FeatureNode) else sel.basis
+        basis = ctx.bases.get(basis_name or "")
+        if basis is None:
+            raise SelectionError(f"basis `{basis_name}` is not loaded")
+        for s in steps:
+            if s not in ctx.hashes:
+                raise SelectionError(f"checkpoint {s} is unreadable")
+        key = entry_key(
+            checkpoint=ctx.hashes[steps[0]],
+            dependencies=[ctx.hashes[s] for s in steps[1:]] + [basis.info.weights_sha256],
+            probe=ctx.probe_hashes[sel.probe],
+            patch_probes={},
+            quantity=json.dumps(
+                {"select": sel.unit, "layer": sel.layer, "criterion": self._key(c)}
+            ),
+            seed=ctx.seed,
+            device=ctx.device,
+            threads=ctx.threads,
+        )
+        width = ctx.config.model.d_ff if sel.unit == "neurons" else basis.info.d_sae
+        hit = ctx.cache.get(key, width)
+        if isinstance(hit, np.ndarray):
+            return hit
+        probe = self.batch(sel.probe)
+        if sel.unit == "neurons":
+            assert isinstance(c.features, p.FeatureNode) and sel.layer is not None
+            score = score_fn(probe, basis, c.features.ids)
+            values = neuron_drives(
+                self.model(steps[0]), self.model(steps[1]), probe, sel.layer, score
+            )
+        else:
+            values = feature_means(self.model(steps[0]), probe, basis, c.quantity)
+        if not np.isfinite(values).all():
+            raise SelectionError(f"`{c.quantity}` is not finite at step {steps[0]}")
+        ctx.cache.put(key, values)
+        return values
+
+
+def resolve(plan: p.Plan, chosen: Mapping[str, SelectionResult]) -> p.Plan:
+    """The plan with every selection that chose units replaced by its ids."""
+    by_name = {s.name: s for s in plan.selections}
+
+    def visit(x: Any) -> Any:
+        if isinstance(x, dict):
+            if x.get("kind") == "selection" and x.get("name") in chosen:
+                result = chosen[x["name"]]
+                sel = by_name[x["name"]]
+                if result.members:
+                    if sel.unit == "neurons":
+                        return {
+                            "kind": "neurons",
+                            "layer": sel.layer,
+                            "indices": list(result.members),
+                        }
+                    return {"kind": "features", "basis": sel.basis, "ids": list(result.members),
+                            "label": sel.name}  # fmt: skip
+            return {k: visit(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [visit(v) for v in x]
+        return x
+
+    data = plan.model_dump(mode="json")
+    data["claims"] = visit(data["claims"])
+    data["windows"] = visit(data["windows"])
+    return p.Plan.model_validate(data)
+
+
+def references(model: Any) -> set[str]:
+    """`basis:NAME` and `selection:NAME` for every basis and selection a plan part reads."""
+    found: set[str] = set()
+    stack = [model.model_dump(mode="json") if hasattr(model, "model_dump") else model]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            if x.get("kind") in ("features", "sae_error"):
+                found.add(f"basis:{x['basis']}")
+            elif x.get("kind") == "selection":
+                found.add(f"selection:{x['name']}")
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return found
