@@ -118,13 +118,19 @@ def directional_derivatives(
     """[read] ∇θ values_i · direction, for values [read] built from the model's parameters."""
     weights = torch.zeros_like(values, requires_grad=True)
     params = parameters(model)
-    grads = torch.autograd.grad((weights * values).sum(), params, create_graph=True)
-    dot = sum(
+    grads = torch.autograd.grad(
+        (weights * values).sum(), params, create_graph=True, allow_unused=True
+    )  # parameters after a mid-stream site do not reach a feature score read there
+    pieces = direction.split([w.numel() for w in params])
+    terms = [
         (g * d.view_as(w)).sum()
-        for g, d, w in zip(grads, direction.split([w.numel() for w in params]), params, strict=True)
-    )
-    (out,) = torch.autograd.grad(dot, weights)
-    return out
+        for g, d, w in zip(grads, pieces, params, strict=True)
+        if g is not None
+    ]
+    if not terms:
+        return torch.zeros_like(values).detach()
+    (out,) = torch.autograd.grad(torch.stack(terms).sum(), weights, allow_unused=True)
+    return torch.zeros_like(values).detach() if out is None else out
 
 
 @dataclass(frozen=True)
