@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--threads", type=THREADS, help="torch CPU threads")
     train.set_defaults(func=cmd_train)
+
+    from hypodsl.cli_features import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from runner.atomic import atomic_write_text
 from runner.features import planted as fp
 from runner.features.basis import BasisInfo, FittedRun, save_basis, signature_entry
 from runner.kv import dataset
@@ -18,7 +19,6 @@ from runner.model.checkpoints import file_sha256, save_checkpoint
 from runner.model.configs import TrainConfig
 from runner.model.planted import CONFIG, planted_model
 from runner.model.rundir import register_basis, write_signature
-from runner.atomic import atomic_write_text
 
 BASIS = "features/values"
 

@@ -30,7 +30,10 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"base", "lang", "kv", "model", "features", "measure", "stats", "engine"},
     "report": {"base", "lang", "stats", "report"},
 }
-CLI_MODULES = {"hypodsl.cli", "hypodsl.cli_common", "hypodsl.cli_run", "hypodsl.pytest_plugin"}
+CLI_MODULES = {
+    "hypodsl.cli", "hypodsl.cli_common", "hypodsl.cli_features", "hypodsl.cli_run",
+    "hypodsl.pytest_plugin",
+}  # fmt: skip
 RUNNER_STAGES = ("kv", "model", "features", "measure", "train", "stats", "engine", "report")
 
 
