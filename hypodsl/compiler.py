@@ -341,10 +341,23 @@ class _Compiler(FeatureChecks):
             name=st.name.text,
             statement=st.text,
             expect=st.expect,
+            exploratory=st.exploratory,
+            prior=self.prior_status(st),
             pending=st.pending,
             predictions=tuple(self.prediction(pr) for pr in st.predictions),
             source=_ref(st.pos),
         )
+
+    def prior_status(self, st: s.Claim) -> str | None:
+        for option in sorted({o for o in st.options if st.options.count(o) > 1}):
+            self.error(f"claim `{st.name.text}` says `{option}` twice", st.pos)
+        if st.prior is None:
+            return None
+        status = " ".join(st.prior.lower().split())
+        if status not in p.STATUSES:
+            known = ", ".join(f'"{x.capitalize()}"' for x in p.STATUSES)
+            self.error(f"`prior` takes one of {known}; not {st.prior!r}", st.pos)
+        return status
 
     def prediction(self, pr: s.Prediction) -> p.TimedPrediction | p.BirthOrder:
         if isinstance(pr, s.BirthOrder):

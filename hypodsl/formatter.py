@@ -192,6 +192,8 @@ def statement_head(st: s.Statement) -> str:
             return select(st)
         case s.Claim(name=name, text=text, expect=expect, pending=pending):
             head = f"claim {name.text} {string(text)}" + (f" expect {expect}" if expect else "")
+            head += " exploratory" if st.exploratory else ""
+            head += f" prior {string(st.prior)}" if st.prior is not None else ""
             return head + (" pending" if pending else " {")
     raise TypeError(st)
 

@@ -43,6 +43,8 @@ KEYWORDS = (
     "where",
     "top",
     "by",
+    "exploratory",
+    "prior",
 )
 CONSTANTS = (
     "supported",

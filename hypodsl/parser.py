@@ -386,15 +386,22 @@ class _ToSyntax(FeatureRules):
 
     # claims
     def claim(self, meta: Meta, c: list) -> s.Claim:
-        name, text, *rest = c
-        expect = rest.pop(0) if isinstance(rest[0], str) else None
-        pending, predictions = rest[0]
+        name, text, *options, (pending, predictions) = c
+        found = dict(options)  # each option once: a repeat keeps the last (the compiler warns)
         return s.Claim(
-            self._p(meta), self._name(name), _string(text, self.uri), expect, pending, predictions
-        )
+            self._p(meta), self._name(name), _string(text, self.uri), found.get("expect"),
+            pending, predictions, "exploratory" in found, found.get("prior"),
+            tuple(k for k, _ in options),
+        )  # fmt: skip
 
-    def expectation(self, meta: Meta, c: list) -> str:
-        return str(c[0])
+    def expectation(self, meta: Meta, c: list) -> tuple[str, str]:
+        return "expect", str(c[0])
+
+    def exploratory(self, meta: Meta, c: list) -> tuple[str, bool]:
+        return "exploratory", True
+
+    def prior(self, meta: Meta, c: list) -> tuple[str, str]:
+        return "prior", _string(c[0], self.uri)
 
     def claim_items(self, meta: Meta, c: list) -> tuple[bool, tuple]:
         return False, tuple(c)

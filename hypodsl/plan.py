@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["supported", "negative", "unsupported"]
+# The research draft's five statuses, which the ledger speaks (docs/language.md#statuses).
+STATUSES = ("supported", "current best hypothesis", "negative result", "unsupported", "next test")
 Comparator = Literal["<", "<=", ">", ">="]
 
 
@@ -272,6 +274,8 @@ class ClaimPlan(Frozen):
     statement: str
     expect: Verdict | None = None
     pending: bool = False  # stated, not yet testable: reported as a next test, never run
+    exploratory: bool = False  # found by exploring this run: Current best hypothesis at best
+    prior: str | None = None  # the status it had before this study (one of PRIOR_STATUSES)
     predictions: tuple[Prediction, ...]
     source: SourceRef
 

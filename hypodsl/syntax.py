@@ -367,6 +367,9 @@ class Claim(Node):
     expect: Verdict | None
     pending: bool
     predictions: tuple[Prediction, ...]
+    exploratory: bool = False  # found by exploring this run; not yet replicated
+    prior: str | None = None  # the status it had before this study (a draft's, say)
+    options: tuple[str, ...] = field(default=(), compare=False)  # as written, for checks
 
 
 Statement = (

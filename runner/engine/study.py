@@ -373,6 +373,8 @@ class Engine:
             statement=claim.statement,
             line=claim.source.line,
             expect=claim.expect,
+            exploratory=claim.exploratory,
+            prior=claim.prior,
         )
         if claim.pending:
             return claim_result(
@@ -535,9 +537,8 @@ def _aggregate(plan: p.Plan, index: int, per_run: list) -> results.ClaimResult:
         for run_dir, claims, _ in per_run
     )
     verdict, reason = rules.aggregate_runs(runs, plan.confidence)
-    return first.model_copy(
-        update={"verdict": verdict, "reason": reason, "predictions": (), "runs": runs}
-    )
+    data = first.model_dump() | {"verdict": verdict, "reason": reason, "predictions": ()}
+    return results.ClaimResult.model_validate(data | {"runs": runs})
 
 
 def matrix_runs(plan: p.Plan, base: Path) -> list[Path]:

@@ -25,6 +25,19 @@ LEGEND = (
     "correction) or not evaluable (the reason says why) |\n"
     "| Next test | a `pending` claim: stated, not yet testable, not run |\n"
 )
+STATUS_LABEL = {
+    "supported": "Supported",
+    "current best hypothesis": "Current best hypothesis",
+    "negative result": "Negative result",
+    "unsupported": "Unsupported",
+    "next test": "Next test",
+}
+STATUS_LEGEND = (
+    "Each claim's status, in the research draft's five: a verdict, except that a Supported "
+    "claim the spec marks `exploratory` (found by looking at this run, not yet replicated on "
+    "another seed or an untouched probe) is a **Current best hypothesis**, and a Negative "
+    "verdict is a **Negative result**.\n"
+)
 
 
 def fmt(x: float | None, style: str = ".3f") -> str:
@@ -67,19 +80,24 @@ def render_markdown(
         "## Verdicts",
         "",
         LEGEND,
+        STATUS_LEGEND,
+        *_beside_prior(result),
         "## Summary",
         "",
-        "| claim | verdict | estimate | interval | threshold | n |",
-        "|---|---|---|---|---|---|",
+        "| claim | status | verdict | estimate | interval | threshold | n |",
+        "|---|---|---|---|---|---|---|",
     ]
     for claim in result.claims:
         link = f"[{claim.name}](#{anchor(claim.name)})"
+        status = STATUS_LABEL[claim.status]
         if not claim.predictions:
-            lines.append(f"| {link} | {_verdict(claim)} | — | — | — | {len(claim.runs) or '—'} |")
+            lines.append(
+                f"| {link} | {status} | {_verdict(claim)} | — | — | — | {len(claim.runs) or '—'} |"
+            )
             continue
         first = claim.predictions[0]
         lines.append(
-            f"| {link} | {_verdict(claim)} | {fmt(first.estimate)} "
+            f"| {link} | {status} | {_verdict(claim)} | {fmt(first.estimate)} "
             f"| {interval(first)} | {fmt(first.threshold)} | {first.n} |"
         )
     lines.append("")
@@ -87,6 +105,30 @@ def render_markdown(
         lines += _claim_section(result, claim, figures.get(claim.name), spec_link)
     lines += _provenance(result, results_file)
     return "\n".join(lines) + "\n"
+
+
+def _beside_prior(result: StudyResult) -> list[str]:
+    """The claims' earlier statuses (`prior`) beside this study's, when the spec gives them."""
+    with_prior = [c for c in result.claims if c.prior is not None]
+    if not with_prior:
+        return []
+    agree = sum(c.prior == c.status for c in with_prior)
+    lines = [
+        "## Beside the earlier statuses",
+        "",
+        f"{agree} of {len(with_prior)} claims have the status they had before (`prior`).",
+        "",
+        "| claim | before | this study | same |",
+        "|---|---|---|---|",
+    ]
+    for c in with_prior:
+        assert c.prior is not None
+        same = "yes" if c.prior == c.status else "**no**"
+        lines.append(
+            f"| [{c.name}](#{anchor(c.name)}) | {STATUS_LABEL.get(c.prior, c.prior)} | "
+            f"{STATUS_LABEL[c.status]} | {same} |"
+        )
+    return [*lines, ""]
 
 
 def anchor(name: str) -> str:
@@ -119,6 +161,8 @@ def _claim_section(
         f"Verdict: {_verdict(claim)} — {claim.reason}",
         "",
     ]
+    if claim.status != claim.verdict and not claim.pending:
+        lines += [f"Status: **{STATUS_LABEL[claim.status]}**.", ""]
     if claim.pending:
         return [*lines, f"Stated at {_line_ref(claim.line, spec_link, spec)}; not run.", ""]
     if claim.runs:

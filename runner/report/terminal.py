@@ -33,6 +33,8 @@ def verdict_text(claim: ClaimResult) -> Text:
     if claim.pending:
         return Text("Next test", style=STYLE["next test"])
     text = Text(claim.verdict.capitalize(), style=STYLE[claim.verdict])
+    if claim.status == "current best hypothesis":
+        text.append(" · best hypothesis")
     if claim.expect is not None and claim.expect != claim.verdict:
         text.append(f" (expected {claim.expect})")
     return text

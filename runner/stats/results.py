@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 Verdict = Literal["supported", "negative", "unsupported"]
 
@@ -96,6 +96,24 @@ class ClaimResult(Frozen):
     pending: bool = False  # stated but not yet testable: a next test, never run
     predictions: tuple[PredictionResult, ...]
     runs: tuple[RunVerdict, ...] = ()  # a seed matrix: the verdict on each run
+    exploratory: bool = False  # found by exploring this run (the spec says so)
+    prior: str | None = None  # the status it had before this study
+    status: str = ""  # derived from the fields above on every validation (see `_status`)
+
+    @model_validator(mode="after")
+    def _status(self) -> ClaimResult:
+        """The research draft's five statuses. A Supported claim marked `exploratory` is a
+        Current best hypothesis unless a seed matrix of at least two runs supports it."""
+        if self.pending:
+            status = "next test"
+        elif self.verdict == "negative":
+            status = "negative result"
+        elif self.verdict == "supported" and self.exploratory and len(self.runs) < 2:
+            status = "current best hypothesis"
+        else:
+            status = self.verdict
+        object.__setattr__(self, "status", status)
+        return self
 
     @property
     def meets_expectation(self) -> bool | None:

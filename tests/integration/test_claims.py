@@ -87,7 +87,7 @@ def test_results_are_deterministic_and_the_report_renders(tiny_run: Path):
     assert a.model_dump_json() == b.model_dump_json()
     md = render_markdown(a)
     assert md.startswith("# tiny end to end")
-    assert "| [solved](#solved) | **Negative** |" in md
+    assert "| [solved](#solved) | Negative result | **Negative** |" in md
     assert "not evaluable" in md and "Provenance" in md
 
 
