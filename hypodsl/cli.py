@@ -209,6 +209,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from runner.train.sweep import suggested_lines, summary_rows, sweep, write_report
+
+    if args.report:
+        ensure_writable_dir(Path(args.report), "--report")
+    result = sweep(Path(args.run), width=args.width, grid=args.grid)
+    table = Table(title=f"{result.run}: answer accuracy, {len(result.steps)} checkpoints")
+    for column in ("split", "final", f"best {result.width}-step window", "gain", "trigger"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for row in summary_rows(result):
+        w, t = row["window"], row["trigger"]
+        span = "—" if w is None else f"{w.start}–{w.end}"
+        gain = "—" if w is None else f"{w.gain:+.3f}"
+        table.add_row(row["split"], f"{row['final']:.3f}", span, gain, f"{t.step} ({t.gain:+.3f})")
+    console.print(table)
+    console.print("suggested windows (specs decide):")
+    for line in suggested_lines(result):
+        console.print("  " + line, markup=False, soft_wrap=True)
+    if args.report:
+        console.print(f"report: {write_report(result, Path(args.report))}", soft_wrap=True)
+    return 0
+
+
 THREADS = bounded_int(1, 1024)
 JOBS = bounded_int(1, 256)
 SEED = bounded_int(0, 2**63 - 1)
@@ -315,6 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--threads", type=THREADS, help="torch CPU threads")
     train.set_defaults(func=cmd_train)
+
+    steps = bounded_int(1, 10**9)
+    sweep = sub.add_parser(
+        "sweep", help="a run's metrics at every checkpoint: windows of largest gain, triggers"
+    )
+    sweep.add_argument("run", help="run directory")
+    sweep.add_argument("--report", help="write DIR/sweep_RUN.md and its timeline figure")
+    sweep.add_argument("--width", type=steps, default=500, help="window width in steps (500)")
+    sweep.add_argument("--grid", type=steps, default=250, help="trigger grid in steps (250)")
+    sweep.set_defaults(func=cmd_sweep)
 
     from hypodsl.cli_features import add_parsers
 
