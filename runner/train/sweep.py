@@ -154,11 +154,10 @@ def timeline_png(result: Sweep) -> bytes:
             top.plot(result.steps, values, label=split, linewidth=1.3)
         elif metric == "answer_loss":
             bottom.plot(result.steps, values, label=split, linewidth=1.3)
-    for g in result.windows:
-        if g.metric == "answer_accuracy" and g.split == "test_iid":
-            top.axvspan(g.start, g.end, color="#0969da", alpha=0.12)
-        if g.metric == "answer_accuracy" and g.split == "heldout":
-            top.axvspan(g.start, g.end, color="#8250df", alpha=0.10)
+    for split, colour in (("test_iid", "#0969da"), ("heldout", "#8250df")):
+        best = [g for g in result.windows if (g.split, g.metric) == (split, "answer_accuracy")]
+        if best:
+            top.axvspan(best[0].start, best[0].end, color=colour, alpha=0.12)
     top.set_ylabel("answer accuracy")
     bottom.set_ylabel("answer loss")
     bottom.set_xlabel("training step")
