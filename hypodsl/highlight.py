@@ -74,6 +74,7 @@ class HypLexer(RegexLexer):
             (r"#[^\n]*", Comment.Single),
             (r'"([^"\\\n]|\\.)*"', String.Double),
             (r"L[0-9]+\.(H[0-9]+(\.[qkv])?|mlp)\b", Name.Class),
+            (r"[A-Za-z_][A-Za-z0-9_]*\.(f[0-9]+|error)\b", Name.Class),  # l2.f27, l2.error
             (words(KEYWORDS, suffix=r"\b"), Keyword),
             (words(CONSTANTS, suffix=r"\b"), Keyword.Constant),
             (r"[A-Za-z_][A-Za-z0-9_]*(?=\s*\()", Name.Function),
