@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: demo features test test-fast lint fuzz setup clean
+.PHONY: demo features reference seeds test test-fast lint fuzz setup clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,32 @@ features: $(STAMP)
 		--site blocks.1.hook_resid_post --width 64 --out $(BASIS) --threads $(THREADS)
 	$(BIN)/hypo features explore $(BASIS) --name l1 --out reports/features_explore --threads $(THREADS)
 	$(BIN)/hypo run specs/features.hyp --run runs/small --report reports --threads $(THREADS)
+
+# The research draft's reference run (about an hour of training on 2 cores; resumes if killed),
+# its feature bases, sweep and exploration reports, then the reference study.
+REF := runs/reference
+reference: $(STAMP)
+	@test -f $(REF)/data/dataset.json || $(BIN)/hypo data generate --out $(REF)/data --seed 0
+	$(BIN)/hypo train --config reference --out $(REF) --threads $(THREADS)
+	@test -f $(REF)/features/l2/hypodsl_basis.json || $(BIN)/hypo features fit --run $(REF) \
+		--site blocks.2.hook_resid_post --width 64 --out $(REF)/features/l2 --threads $(THREADS)
+	@test -f $(REF)/features/final_norm/hypodsl_basis.json || $(BIN)/hypo features fit \
+		--run $(REF) --site ln_final.hook_normalized --width 64 --out $(REF)/features/final_norm \
+		--threads $(THREADS)
+	$(BIN)/hypo sweep $(REF) --report reports
+	$(BIN)/hypo features explore $(REF)/features/l2 --name l2 --out reports/reference_explore \
+		--threads $(THREADS)
+	$(BIN)/hypo run specs/reference/ --run $(REF) --report reports --threads $(THREADS)
+
+# Five more seeds of the demo's `small` config (the draft's stage 6), then the seed matrix.
+SEEDS ?= 1 2 3 4 5
+seeds: $(STAMP)
+	@test -f runs/small/data/dataset.json || $(MAKE) demo
+	for s in $(SEEDS); do \
+		test -d runs/seed-$$s/data || { mkdir -p runs/seed-$$s && cp -r runs/small/data runs/seed-$$s/; }; \
+		$(BIN)/hypo train --config small --seed $$s --out runs/seed-$$s --threads $(THREADS) || exit 1; \
+	done
+	$(BIN)/hypo run specs/seeds.hyp --report reports --threads $(THREADS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

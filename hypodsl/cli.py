@@ -204,6 +204,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     config = load_config(args.config)
+    if args.seed is not None:  # another seed of the same config: init and batch order change
+        config = config.model_copy(update={"seed": args.seed})
     ensure_writable_dir(Path(args.out), "--out")
     train_with_progress(config, Path(args.out), console)
     return 0
@@ -339,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default="small", help="small, reference, tiny or a JSON file")
     train.add_argument("--out", required=True, help="run directory")
     train.add_argument("--threads", type=THREADS, help="torch CPU threads")
+    train.add_argument(
+        "--seed", type=SEED, help="the config's seed instead (weights' init and batch order)"
+    )
     train.set_defaults(func=cmd_train)
 
     steps = bounded_int(1, 10**9)
