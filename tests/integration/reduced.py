@@ -28,6 +28,16 @@ def _step(n: int | None, factor: int) -> int | None:
     return n // factor
 
 
+def _is_step_source(node: Any) -> bool:
+    """`from=1750` in a patch."""
+    return (
+        isinstance(node, s.Arg)
+        and node.keyword is not None
+        and node.keyword.text == "from"
+        and isinstance(node.value, s.Number)
+    )
+
+
 def _reduce(node: Any, factor: int, max_n: int) -> Any:
     if isinstance(node, tuple):
         return tuple(_reduce(x, factor, max_n) for x in node)
@@ -40,12 +50,9 @@ def _reduce(node: Any, factor: int, max_n: int) -> Any:
         changes = {"start": _step(node.start, factor), "end": _step(node.end, factor)}
     elif isinstance(node, s.ProbeDecl):
         changes["n"] = min(node.n, max_n)
-    elif isinstance(node, s.Arg) and node.keyword is not None and node.keyword.text == "from":
-        if isinstance(node.value, s.Number):
-            value = dataclasses.replace(
-                node.value, value=float(_step(int(node.value.value), factor))
-            )
-            return dataclasses.replace(node, value=value)
+    elif _is_step_source(node):
+        value = dataclasses.replace(node.value, value=float(_step(int(node.value.value), factor)))
+        return dataclasses.replace(node, value=value)
     for field in dataclasses.fields(node):
         if field.name in changes or field.name == "pos":
             continue
