@@ -431,7 +431,8 @@ class Engine:
             else:
                 result = selector.select(sel)
             if result.reason is not None:
-                self.blocked[f"selection:{sel.name}"] = self._portable(result.reason)
+                result = result.model_copy(update={"reason": self._portable(result.reason)})
+                self.blocked[f"selection:{sel.name}"] = result.reason
             chosen[sel.name] = result
             self.progress.advance()
         self.selected = tuple(chosen.values())
