@@ -23,12 +23,14 @@ demo: $(STAMP)
 	@test -f runs/small/data/dataset.json || $(BIN)/hypo data generate --out runs/small/data --seed 0
 	$(BIN)/hypo train --config small --out runs/small --threads $(THREADS)
 	$(BIN)/hypo run specs/demo.hyp --run runs/small --report reports --threads $(THREADS)
+	$(MAKE) features
 
-# The feature layer on the demo run (after `make demo`): fit a basis at the final residual
-# (skipped when present), write its exploration report, run specs/features.hyp.
+# The feature layer on the demo run (the end of `make demo`): fit a basis at the final
+# residual (about 15 s; skipped when present), write its exploration report, run
+# specs/features.hyp.
 BASIS := runs/small/features/l1_resid
 features: $(STAMP)
-	@test -f runs/small/config.json || $(MAKE) demo
+	@test -f runs/small/checkpoints/step_004500.json || { echo "train the demo run first: make demo"; exit 2; }
 	@test -f $(BASIS)/hypodsl_basis.json || $(BIN)/hypo features fit --run runs/small \
 		--site blocks.1.hook_resid_post --width 64 --out $(BASIS) --threads $(THREADS)
 	$(BIN)/hypo features explore $(BASIS) --name l1 --out reports/features_explore --threads $(THREADS)
