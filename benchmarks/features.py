@@ -29,7 +29,9 @@ HEADER = """study "cost"
 probe iid = split test_iid n 256 seed 0
 window late = 2000 ..
 """
-FEATURES = HEADER + """basis b = "{basis}"
+FEATURES = (
+    HEADER
+    + """basis b = "{basis}"
 family fam = b[0, 1, 2, 3]
 claim c1 "" {{ at final on iid: activation(fam) > 0 }}
 claim c2 "" {{ at final on iid: contribution(fam) > 0 }}
@@ -42,7 +44,10 @@ claim c8 "" {{ at final on iid: alignment(activation(fam)) > 0 }}
 claim c9 "" {{ at 2000 on iid: update_alignment(activation(fam), scope=L0.mlp) > 0 }}
 claim c10 "" {{ over late (mean) on iid: activation(fam) > 0 }}
 """
-COMPONENTS = HEADER + """path direct = L0.H3 -> unembed
+)
+COMPONENTS = (
+    HEADER
+    + """path direct = L0.H3 -> unembed
 claim c1 "" { at final on iid: attention(L0.H3, from=answer, to=match_value) > 0 }
 claim c2 "" { at final on iid: contribution(direct) > 0 }
 claim c3 "" { at final on iid: contribution(L0.mlp -> L1.mlp) > 0 }
@@ -54,6 +59,7 @@ claim c8 "" { at final on iid: alignment(direct) > 0 }
 claim c9 "" { at 2000 on iid: update_alignment(direct) > 0 }
 claim c10 "" { over late (mean) on iid: attention(L0.H3, from=answer, to=match_value) > 0 }
 """
+)
 
 
 def cold_seconds(text: str, run: Path) -> float:

@@ -431,8 +431,9 @@ class Engine:
             else:
                 result = selector.select(sel)
             if result.reason is not None:
-                result = result.model_copy(update={"reason": self._portable(result.reason)})
-                self.blocked[f"selection:{sel.name}"] = result.reason
+                reason = self._portable(result.reason)
+                result = result.model_copy(update={"reason": reason})
+                self.blocked[f"selection:{sel.name}"] = reason
             chosen[sel.name] = result
             self.progress.advance()
         self.selected = tuple(chosen.values())
