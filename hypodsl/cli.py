@@ -200,14 +200,20 @@ def cmd_model_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from runner.model.configs import load_config
+    from runner.model.device import resolve_device
+    from runner.model.rundir import RunError
     from runner.train.cli import train_with_progress
 
     set_threads(args.threads)
+    try:
+        device = resolve_device(args.device)
+    except RunError as e:
+        raise UsageError(str(e)) from None
     config = load_config(args.config)
     if args.seed is not None:  # another seed of the same config: init and batch order change
         config = config.model_copy(update={"seed": args.seed})
     ensure_writable_dir(Path(args.out), "--out")
-    train_with_progress(config, Path(args.out), console)
+    train_with_progress(config, Path(args.out), console, device)
     return 0
 
 
@@ -343,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=THREADS, help="torch CPU threads")
     train.add_argument(
         "--seed", type=SEED, help="the config's seed instead (weights' init and batch order)"
+    )
+    train.add_argument(
+        "--device", default="cpu", help="auto, cpu or cuda (default cpu; auto: a GPU if present)"
     )
     train.set_defaults(func=cmd_train)
 

@@ -253,8 +253,12 @@ def scan_comments(text: str, uri: str) -> tuple[s.Comment, ...]:
         in_string = escaped = False
         for col, ch in enumerate(line):
             if in_string:
-                escaped = ch == "\\" and not escaped
-                in_string = not (ch == '"' and not escaped)
+                if escaped:  # the character after a backslash, a quote included
+                    escaped = False
+                elif ch == "\\":
+                    escaped = True
+                elif ch == '"':
+                    in_string = False
             elif ch == '"':
                 in_string = True
             elif ch == "#":

@@ -36,6 +36,7 @@ from runner.features.basis import Basis, BasisError, FittedRun, load_basis
 from runner.kv import dataset
 from runner.measure import quantities
 from runner.model import checkpoints
+from runner.model.device import resolve_device
 from runner.model.rundir import RunError, data_dir, read_config
 from runner.stats import bootstrap, results, rules
 from runner.stats.judge import Judge, Judged, Measured, quantities_of
@@ -43,17 +44,6 @@ from runner.stats.judge import Judge, Judged, Measured, quantities_of
 __all__ = ["Engine", "load_probes", "resolve_device", "run_plan", "run_study"]
 
 NOT_YET = "is not implemented by this runner yet"
-
-
-def resolve_device(device: str) -> str:
-    """`auto`: CUDA when there is a GPU, else CPU. Asking for CUDA without one is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RunError("--device cuda: no CUDA device is available (use --device auto or cpu)")
-    if device not in ("cpu", "cuda"):
-        raise RunError(f"--device {device}: expected auto, cpu or cuda")
-    return device
 
 
 def unsupported_feature(
@@ -112,8 +102,10 @@ class Engine:
         device: str = "cpu",
         threads: int | None = None,
         trajectories: bool = False,
+        shared_passes: bool = True,
     ):
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
+        self.shared_passes = shared_passes  # False: one pass per quantity (for tests)
         self.trajectories = trajectories  # measure every prediction at every checkpoint too
         self.config = read_config(run_dir)
         self.progress = progress or Silent()
@@ -241,6 +233,7 @@ class Engine:
                         name: (str(b.directory), b.info.weights_sha256)
                         for name, b in self.bases.items()
                     },
+                    shared_passes=self.shared_passes,
                 )
             )
         return tasks
@@ -476,10 +469,13 @@ def run_study(
     counts: dict[str, int] | None = None,
     trajectories: bool = False,
     seconds: dict[str, float] | None = None,
+    shared_passes: bool = True,
 ) -> results.StudyResult:
     """Judge a plan on one run, or on each run of a seed matrix and aggregate (k of n).
 
     `trajectories` also measures every prediction at every checkpoint, for figures.
+    `shared_passes=False` measures each quantity on its own (one edited forward pass, one
+    gradient computation each): slower, and by test equal to the shared passes bit for bit.
     `counts`, when given, receives how many quantities were `requested` and `computed` (the
     rest came from the cache), and `seconds` each claim's wall time: both are kept out of the
     result, which must not depend on the cache or the clock.
@@ -490,8 +486,9 @@ def run_study(
     measure_threads = 1
     for run_dir in run_dirs:
         engine = Engine(
-            plan, run_dir, seed, progress, cache_dir, jobs, device, threads, trajectories
-        )
+            plan, run_dir, seed, progress, cache_dir, jobs, device, threads, trajectories,
+            shared_passes,
+        )  # fmt: skip
         measure_threads = engine.worker_threads()
         per_run.append((run_dir, *engine.run_claims()))
         if counts is not None:

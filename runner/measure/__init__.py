@@ -11,8 +11,12 @@ Definitions, with formulas, are in each function's docstring and in docs/quantit
 - `attribution`: direct logit attribution of every component to the linearised margin.
 - `paths`: path contributions (single-hop by attribution, multi-hop by path patching).
 - `interventions`: zero, mean and resample ablation, patching from a probe or checkpoint.
-- `sweep`: many ablations at once, restarting from the cached residual.
+- `batched`: many edited forward passes at once, each restarting from the clean pass just
+  before its first edit, stacked along the batch (what the engine runs per checkpoint).
+- `sweep`: per-read behaviour under many single-site ablations, through `batched`.
 - `attribution_patching`: first-order estimates of every ablation from one backward pass.
-- `gradients`: parameter gradients, `alignment`, `update_alignment`.
+- `gradients`: parameter gradients, `alignment`, `update_alignment` (K targets stacked).
+- `features`: feature scores, paths to and from features, edits in a basis.
+- `quantities`: a compiled quantity measured on one checkpoint and probe (the engine's entry).
 - `per_example`: per-example loss gradients and Gram summaries.
 """

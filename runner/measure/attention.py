@@ -31,7 +31,7 @@ def _query_rows(
     and the [read, key_pos] mask of positions the query can see."""
     frm = probe.role_positions(from_role)
     rows = tensor[probe.read_seq, head, frm]
-    visible = torch.arange(probe.n_pos)[None, :] <= frm[:, None]
+    visible = torch.arange(probe.n_pos, device=probe.device)[None, :] <= frm[:, None]
     return rows, visible
 
 
@@ -72,7 +72,8 @@ def qk_gap(
 @torch.no_grad()
 def ov_copy_table(model: Transformer, layer: int, head: int) -> torch.Tensor:
     """[value] bool: whether the head's OV circuit ranks each value token first among values."""
-    values = torch.arange(vocab.FIRST_VALUE, vocab.FIRST_VALUE + vocab.N_VALUES)
+    device = model.embed.weight.device
+    values = torch.arange(vocab.FIRST_VALUE, vocab.FIRST_VALUE + vocab.N_VALUES, device=device)
     embedded = model.embed.weight[values]  # [value, d_model]
     x = model.block(layer).ln1(embedded[None])[0]
     w_v, b_v = qkv_weight(model, layer, "v")

@@ -170,6 +170,25 @@ def alignment(
     return Alignment(per_read.detach(), dot, cos)
 
 
+def alignments(
+    model: Transformer,
+    probe: ProbeBatch,
+    targets: Sequence[Paths | Values],
+    bases: Mapping[str, Basis] = NO_BASES,
+) -> list[torch.Tensor]:
+    """Per-read <∇C_i, −∇L̄> of K targets from one forward pass, one loss gradient and one
+    directional derivative of the K stacked values (two backward passes whatever K is)."""
+    run = clean_run(model, probe, names_for(model, bases), detach=False)
+    losses = behaviour.per_read(run.logits, probe.target)["loss"]
+    stacked = torch.stack([_values_of(t, probe, bases)(model, run) for t in targets])
+    descent = -flat_grad(losses.mean(), model, keep_graph=True)
+    return list(directional_derivatives(stacked, model, descent).detach())
+
+
+def _values_of(target: Paths | Values, probe: ProbeBatch, bases: Mapping[str, Basis]) -> Values:
+    return target if callable(target) else path_values(target, probe, bases)
+
+
 @dataclass(frozen=True)
 class UpdateAlignment:
     predicted: torch.Tensor  # [read] ∇C_i(θ_t) · Δθ
@@ -190,13 +209,29 @@ def update_alignment(
 ) -> UpdateAlignment:
     """Predicted and observed change between checkpoints; with `scope`, Δθ is kept only on
     that component's parameters (the part of the drive that flows through them)."""
+    return update_alignments(model, next_model, probe, [paths], bases, scope)[0]
+
+
+def update_alignments(
+    model: Transformer,
+    next_model: Transformer,
+    probe: ProbeBatch,
+    targets: Sequence[Paths | Values],
+    bases: Mapping[str, Basis] = NO_BASES,
+    scope: p.PathNode | None = None,
+) -> list[UpdateAlignment]:
+    """`update_alignment` of K targets with one scope: one forward pass per checkpoint and one
+    directional derivative along Δθ of the K stacked values."""
     step = flat_parameters(next_model) - flat_parameters(model)
     if scope is not None:
         step = step * scope_mask(model, scope)
-    values_of = paths if callable(paths) else path_values(paths, probe, bases)
+    fns = [_values_of(t, probe, bases) for t in targets]
     names = names_for(model, bases)
-    values = values_of(model, clean_run(model, probe, names, detach=False))
-    predicted = directional_derivatives(values, model, step)
+    run = clean_run(model, probe, names, detach=False)
+    values = torch.stack([fn(model, run) for fn in fns])
+    predicted = directional_derivatives(values, model, step).detach()
     with torch.no_grad():
-        after = values_of(next_model, clean_run(next_model, probe, names))
-    return UpdateAlignment(predicted.detach(), (after - values).detach())
+        later = clean_run(next_model, probe, names)
+        after = torch.stack([fn(next_model, later) for fn in fns])
+    observed = (after - values).detach()
+    return [UpdateAlignment(a, b) for a, b in zip(predicted, observed, strict=True)]

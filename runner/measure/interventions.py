@@ -99,7 +99,7 @@ def align_positions(x: torch.Tensor, n_pos: int) -> torch.Tensor:
     """x [seq, pos, ...] truncated or zero-padded to n_pos positions."""
     if x.shape[1] >= n_pos:
         return x[:, :n_pos]
-    pad = torch.zeros(x.shape[0], n_pos - x.shape[1], *x.shape[2:], dtype=x.dtype)
+    pad = torch.zeros(x.shape[0], n_pos - x.shape[1], *x.shape[2:], dtype=x.dtype, device=x.device)
     return torch.cat([x, pad], dim=1)
 
 
@@ -142,7 +142,7 @@ def patch_source(source: torch.Tensor, n_seq: int, n_pos: int, what: str) -> tor
 
 def role_position_mask(probe: ProbeBatch, role: str) -> torch.Tensor:
     """[seq, pos] bool: positions that are `role` for some read of the sequence."""
-    counts = torch.zeros(probe.n_seq, probe.n_pos)
+    counts = torch.zeros(probe.n_seq, probe.n_pos, device=probe.device)
     counts.index_add_(0, probe.read_seq, probe.role_mask(role).float())
     return counts > 0
 
@@ -152,7 +152,7 @@ def replace_edit(site: Site, source: torch.Tensor, probe: ProbeBatch) -> Edit:
     where = role_position_mask(probe, site.role) if site.role else None
 
     def fn(x: torch.Tensor, name: str) -> torch.Tensor:
-        src = (source.expand_as(x) if source.shape[0] == 1 else source).to(x.dtype)
+        src = (source.expand_as(x) if source.shape[0] == 1 else source).to(x)
         out = x.clone()
         if site.head is not None:
             out[:, :, site.head] = src[:, :, site.head]
@@ -171,7 +171,7 @@ def replace_edit(site: Site, source: torch.Tensor, probe: ProbeBatch) -> Edit:
 def qk_restriction_mask(probe: ProbeBatch, from_role: str, to_role: str) -> torch.Tensor:
     """[seq, query, key] bool: True from each read's `from` position to its `to` positions."""
     rows = probe.read_seq * probe.n_pos + probe.role_positions(from_role)
-    counts = torch.zeros(probe.n_seq * probe.n_pos, probe.n_pos)
+    counts = torch.zeros(probe.n_seq * probe.n_pos, probe.n_pos, device=probe.device)
     counts.index_add_(0, rows, probe.role_mask(to_role).float())
     return (counts > 0).view(probe.n_seq, probe.n_pos, probe.n_pos)
 

@@ -151,8 +151,10 @@ def per_example_gradients(
         raise ValueError(f"unknown method `{method}`; use one of {', '.join(METHODS)}")
     fn = _CHUNK_FNS[method]
     n_params = sum(w.numel() for w in model.parameters())
-    dtype = next(model.parameters()).dtype
-    buffer = torch.empty(min(chunk, max(len(probe), 1)), n_params, dtype=dtype)
+    first = next(model.parameters())
+    buffer = torch.empty(
+        min(chunk, max(len(probe), 1)), n_params, dtype=first.dtype, device=first.device
+    )
     for reads in chunks_by_length(probe, chunk):
         tokens, answer = read_rows(probe, reads)
         yield reads, fn(model, tokens, answer, probe.target[reads], buffer)
@@ -184,15 +186,17 @@ def gram_summary(
     each read's inner products with those sums. NaN where a group has one read (no `within`).
     """
     groups, index = np.unique(labels, return_inverse=True)
-    index_t = torch.as_tensor(index)
+    first = next(model.parameters())
+    index_t = torch.as_tensor(index, device=first.device)
     n_params = sum(w.numel() for w in model.parameters())
-    sums = torch.zeros(len(groups), n_params, dtype=next(model.parameters()).dtype)
+    sums = torch.zeros(len(groups), n_params, dtype=first.dtype, device=first.device)
     for reads, grads in per_example_gradients(model, probe, method, chunk):
         sums.index_add_(0, index_t[reads], grads)
     total = sums.sum(dim=0)
     sizes = torch.as_tensor(np.bincount(index, minlength=len(groups)), dtype=sums.dtype)
-    within = torch.empty(len(probe), dtype=sums.dtype)
-    between = torch.empty(len(probe), dtype=sums.dtype)
+    sizes = sizes.to(sums.device)
+    within = torch.empty(len(probe), dtype=sums.dtype, device=sums.device)
+    between = torch.empty(len(probe), dtype=sums.dtype, device=sums.device)
     n = len(probe)
     for reads, grads in per_example_gradients(model, probe, method, chunk):
         own = sums[index_t[reads]]

@@ -49,6 +49,10 @@ class ProbeBatch:
         return ProbeBatch(**move, reads=self.reads)
 
     @property
+    def device(self) -> torch.device:
+        return self.tokens.device
+
+    @property
     def n_seq(self) -> int:
         return int(self.tokens.shape[0])
 
@@ -67,15 +71,15 @@ class ProbeBatch:
         """[read] position of a single-position role."""
         if role not in SINGLE_ROLES:
             raise ValueError(f"role `{role}` is a set of positions, not one position")
-        return torch.as_tensor(self.reads.single[role], dtype=torch.int64)
+        return torch.as_tensor(self.reads.single[role], dtype=torch.int64, device=self.device)
 
     def role_mask(self, role: str) -> torch.Tensor:
         """[read, pos] bool: the positions of `role` for each read."""
-        return torch.as_tensor(self.reads.mask(role, self.n_pos))
+        return torch.as_tensor(self.reads.mask(role, self.n_pos), device=self.device)
 
     def token_mask(self) -> torch.Tensor:
         """[seq, pos] bool: True at real (non-padding) tokens."""
-        return torch.arange(self.n_pos)[None, :] < self.lengths[:, None]
+        return torch.arange(self.n_pos, device=self.device)[None, :] < self.lengths[:, None]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ callables the engine passes in. Anything that cannot be measured as written rais
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 
 from hypodsl import plan as p
 from runner.features.basis import Basis
-from runner.measure import attention
+from runner.measure import attention, batched
 from runner.measure import features as ft
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
@@ -54,7 +54,13 @@ class QuantityContext:
     next_step: Callable[[int], int | None]
     other_probe: Callable[[str], ProbeBatch]
     bases: dict[str, Basis] = field(default_factory=dict)
+    max_rows: int = batched.DEFAULT_MAX_ROWS  # sequences per stacked chunk of edited passes
+    # False: one full hooked forward pass per intervened quantity and one gradient computation
+    # per gradient quantity, with nothing shared: the plain path the shared one must equal.
+    shared: bool = True
     _run: CleanRun | None = field(default=None, init=False)
+    _edited: dict[str, CleanRun | Exception] = field(default_factory=dict, init=False)
+    _gradients: dict[str, torch.Tensor] = field(default_factory=dict, init=False)
     _fault: str | None = field(default=None, init=False)
     _checked: bool = field(default=False, init=False)
 
@@ -69,6 +75,7 @@ class QuantityContext:
         if self._run is None:
             names = names_for(self.model, self.bases)
             names += [f"blocks.{i}.attn.hook_attn_scores" for i in range(self.model.cfg.n_layers)]
+            names += [n for n in batched.restart_names(self.model) if n not in names]
             with torch.no_grad():
                 self._run = clean_run(self.model, self.probe, names)
         return self._run
@@ -84,6 +91,52 @@ class QuantityContext:
         if name not in self.bases:
             raise MeasureError(f"basis `{name}` is not loaded for this run")
         return self.bases[name]
+
+    def prefetch(self, wanted: Sequence[p.QuantityExpr]) -> int:
+        """Run the edited forward passes of all these quantities at once, stacked (see
+        runner.measure.batched); `measure` then reads them. Returns how many passes ran."""
+        if not self.shared:
+            return 0
+        runs: dict[str, batched.EditedRun] = {}
+        for q in wanted:
+            if not q.interventions or q.name not in (*INTERVENED, LINEARISED_MARGIN):
+                continue
+            names = _site_names(self, q)
+            key = _pass_key(q.interventions, names)
+            if key in runs or key in self._edited:
+                continue
+            try:
+                runs[key] = batched.EditedRun(key, tuple(_edits(self, q.interventions)), names)
+            except (MeasureError, PathError, ValueError) as e:
+                self._edited[key] = e  # raised again when the quantity is measured
+        if runs and self.clean_fault() is None:
+            self._edited.update(
+                batched.run_many(self.model, self.probe, self.run, list(runs.values()),
+                                 self.max_rows)
+            )  # fmt: skip
+        self._prefetch_gradients(wanted)
+        return len(runs)
+
+    def _prefetch_gradients(self, wanted: Sequence[p.QuantityExpr]) -> None:
+        """All `alignment`s from one loss gradient and one stacked directional derivative; all
+        `update_alignment`s of one scope likewise along Δθ. If a group fails as a whole, each
+        of its quantities is measured (and reports its own error) alone."""
+        groups: dict[str, dict[str, p.QuantityExpr]] = {}
+        for q in wanted:
+            if q.name == "alignment" or (q.name == "update_alignment" and not q.interventions):
+                scope = "" if q.scope is None else q.scope.model_dump_json()
+                groups.setdefault(f"{q.name}|{scope}", {})[p.quantity_key(q)] = q
+        if self.clean_fault() is not None:
+            return
+        for group in groups.values():
+            keys = [k for k in group if k not in self._gradients]
+            if len(keys) < 2:
+                continue
+            try:
+                values = _gradient_values(self, [group[k] for k in keys])
+            except (MeasureError, PathError, ValueError):
+                continue
+            self._gradients.update(zip(keys, values, strict=True))
 
 
 def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
@@ -111,18 +164,28 @@ def non_finite_site(run: CleanRun) -> str | None:
 
     A LayerNorm whose variance overflows returns finite values (its bias) from an infinite
     scale, so finite logits alone do not make a pass trustworthy. Attention scores are -inf
-    where the causal mask hides a position; only NaN or +inf there is a fault.
+    where the causal mask hides a position; only NaN or +inf there is a fault. Each check is
+    one min/max reduction (NaN propagates through both), not an elementwise mask.
     """
-    if not bool(torch.isfinite(run.logits).all()):
+    if not _finite(run.logits):
         return "logits"
     for name in sorted(run.cache):
-        values = run.cache[name]
+        if run.cache[name].numel() == 0:
+            continue
+        low, high = run.cache[name].aminmax()
         if name.endswith("hook_attn_scores"):
-            if bool(torch.isnan(values).any() or torch.isposinf(values).any()):
+            if bool(torch.isnan(high) or torch.isposinf(high)):
                 return name
-        elif not bool(torch.isfinite(values).all()):
+        elif not bool(torch.isfinite(low) and torch.isfinite(high)):
             return name
     return None
+
+
+def _finite(x: torch.Tensor) -> bool:
+    if x.numel() == 0:
+        return True
+    low, high = x.aminmax()
+    return bool(torch.isfinite(low) and torch.isfinite(high))
 
 
 def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
@@ -155,15 +218,13 @@ def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
     if q.name == "contribution":
         with torch.no_grad():
             return circuit_values(model, probe, ctx.run, paths, ctx.bases, ctx.seed)
-    values: gr.Paths | gr.Values = paths if q.target is None else _score_values(ctx, q.target)
-    if q.name == "alignment":
-        return gr.alignment(model, probe, values, cosine=False, bases=ctx.bases).per_read
-    if q.name == "update_alignment":
-        following = ctx.next_step(ctx.step)
-        if following is None:
-            raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")
-        later = ctx.load_model(following)
-        return gr.update_alignment(model, later, probe, values, ctx.bases, q.scope).predicted
+    if q.name in ("alignment", "update_alignment") and not ctx.shared:
+        return _gradient_value_alone(ctx, q)
+    if q.name in ("alignment", "update_alignment"):
+        key = p.quantity_key(q)
+        if key not in ctx._gradients:
+            (ctx._gradients[key],) = _gradient_values(ctx, [q])
+        return ctx._gradients[key]
     if q.name == "gram":
         assert q.group is not None
         if q.group == "split":
@@ -171,6 +232,32 @@ def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
         summary = pe.gram_summary(model, probe, pe.group_labels(probe, q.group))
         return summary["within"] - summary["between"]
     raise MeasureError(f"quantity `{q.name}` is not implemented yet")
+
+
+def _gradient_values(ctx: QuantityContext, qs: Sequence[p.QuantityExpr]) -> list[torch.Tensor]:
+    """Per-read values of `alignment`s, or of `update_alignment`s sharing one scope, stacked."""
+    targets: list[gr.Paths | gr.Values] = [
+        [x.nodes for x in q.paths] if q.target is None else _score_values(ctx, q.target) for q in qs
+    ]
+    if qs[0].name == "alignment":
+        return gr.alignments(ctx.model, ctx.probe, targets, ctx.bases)
+    following = ctx.next_step(ctx.step)
+    if following is None:
+        raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")
+    later = ctx.load_model(following)
+    updates = gr.update_alignments(ctx.model, later, ctx.probe, targets, ctx.bases, qs[0].scope)
+    return [u.predicted for u in updates]
+
+
+def _gradient_value_alone(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
+    target = [x.nodes for x in q.paths] if q.target is None else _score_values(ctx, q.target)
+    if q.name == "alignment":
+        return gr.alignment(ctx.model, ctx.probe, target, cosine=False, bases=ctx.bases).per_read
+    following = ctx.next_step(ctx.step)
+    if following is None:
+        raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")
+    later = ctx.load_model(following)
+    return gr.update_alignment(ctx.model, later, ctx.probe, target, ctx.bases, q.scope).predicted
 
 
 def _features_of(q: p.QuantityExpr) -> p.FeatureNode:
@@ -184,7 +271,7 @@ def _feature_score(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
     basis = ctx.basis(node.basis)
     run = ctx.run
     if q.interventions:
-        run = _intervened(ctx, q.interventions, names=[basis.info.site])
+        run = _intervened(ctx, q.interventions, _site_names(ctx, q))
     score = ft.activation if q.name == "activation" else ft.active
     return score(run, ctx.probe, basis, node.ids)
 
@@ -238,9 +325,18 @@ def _source(ctx: QuantityContext, site: iv.Site, intervention: p.Intervention) -
     return clean_run(other_model, probe, [site.hook])[site.hook]
 
 
-def _intervened(
-    ctx: QuantityContext, interventions: tuple[p.Intervention, ...], names: tuple | list = ()
-) -> CleanRun:
+def _site_names(ctx: QuantityContext, q: p.QuantityExpr) -> tuple[str, ...]:
+    """Activations an intervened quantity reads besides the logits: a feature score's site."""
+    if q.name in FEATURE_SCORES:
+        return (ctx.basis(_features_of(q).basis).info.site,)
+    return ()
+
+
+def _pass_key(interventions: tuple[p.Intervention, ...], names: tuple[str, ...]) -> str:
+    return "|".join([*(i.model_dump_json() for i in interventions), *names])
+
+
+def _edits(ctx: QuantityContext, interventions: tuple[p.Intervention, ...]) -> list[iv.Edit]:
     edits = []
     with torch.no_grad():
         for intervention in interventions:
@@ -259,4 +355,22 @@ def _intervened(
                 continue
             site = iv.site_of(target)
             edits.append(iv.replace_edit(site, _source(ctx, site, intervention), ctx.probe))
-        return iv.run_edited(ctx.model, ctx.probe, edits, names)
+    return edits
+
+
+def _intervened(
+    ctx: QuantityContext, interventions: tuple[p.Intervention, ...], names: tuple[str, ...] = ()
+) -> CleanRun:
+    """The edited pass: prefetched with the others at this checkpoint, or run alone now."""
+    if not ctx.shared:
+        return iv.run_edited(ctx.model, ctx.probe, _edits(ctx, interventions), names)
+    key = _pass_key(interventions, names)
+    if key not in ctx._edited:
+        ctx._edited[key] = batched.run_many(
+            ctx.model, ctx.probe, ctx.run,
+            [batched.EditedRun(key, tuple(_edits(ctx, interventions)), names)], ctx.max_rows,
+        )[key]  # fmt: skip
+    found = ctx._edited[key]
+    if isinstance(found, Exception):
+        raise found
+    return found

@@ -17,16 +17,17 @@ def score_split(model: torch.nn.Module, split: Split) -> dict[str, np.ndarray | 
     reads = split.reads
     per_read: dict[str, list[torch.Tensor]] = {"accuracy": [], "loss": [], "margin": []}
     token_loss = token_correct = n_targets = 0.0
+    device = next(model.parameters()).device
     for start in range(0, len(split), BATCH):
         tokens = torch.as_tensor(split.tokens[start : start + BATCH])
-        tokens = tokens[:, : int(split.lengths[start : start + BATCH].max())]
+        tokens = tokens[:, : int(split.lengths[start : start + BATCH].max())].to(device)
         logits = model(tokens)
         in_batch = (reads.sequence >= start) & (reads.sequence < start + len(tokens))
-        seq = torch.as_tensor(reads.sequence[in_batch] - start)
-        pos = torch.as_tensor(reads.single["answer"][in_batch])
-        target = torch.as_tensor(reads.target[in_batch])
+        seq = torch.as_tensor(reads.sequence[in_batch] - start, device=device)
+        pos = torch.as_tensor(reads.single["answer"][in_batch], device=device)
+        target = torch.as_tensor(reads.target[in_batch], device=device)
         for name, values in behaviour.per_read(logits[seq, pos], target).items():
-            per_read[name].append(values)
+            per_read[name].append(values.cpu())
         n = int((tokens[:, 1:] != 0).sum())
         loss, acc = behaviour.token_loss_and_accuracy(logits, tokens)
         token_loss += float(loss) * n

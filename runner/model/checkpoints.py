@@ -42,7 +42,8 @@ def sidecar_path(run_dir: Path, step: int) -> Path:
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, meta: dict[str, Any]) -> str:
     """Write weights then sidecar, each atomically; return the weights' SHA-256."""
-    blob = save_safetensors({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = save_safetensors(weights)
     digest = hashlib.sha256(blob).hexdigest()
     atomic_write_bytes(weights_path(run_dir, step), blob)
     sidecar = {"step": step, "sha256": digest, **meta}

@@ -75,6 +75,10 @@ class CausalSelfAttention(nn.Module):
         self.hook_result = HookPoint()  # [batch, pos, head, d_model]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.mix(x))
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """Each head's z: its attention-weighted values [B, T, nh, hs]."""
         B, T, D = x.shape
         q, k, v = self.c_attn(x).split(D, dim=2)
         q = self.hook_q(q.view(B, T, self.n_heads, self.d_head))  # (B, T, nh, hs)
@@ -84,12 +88,17 @@ class CausalSelfAttention(nn.Module):
         scores = scores / math.sqrt(self.d_head)
         scores = scores.masked_fill(~self.causal_mask[:T, :T], float("-inf"))
         pattern = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
-        z = self.hook_z((pattern @ v.transpose(1, 2)).transpose(1, 2))  # (B, T, nh, hs)
+        return self.hook_z((pattern @ v.transpose(1, 2)).transpose(1, 2))  # (B, T, nh, hs)
+
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """The output projection of the heads' z [..., nh, hs]."""
+        *lead, _, _ = z.shape
+        D = self.n_heads * self.d_head
         if not self.per_head_result:
-            return self.c_proj(z.reshape(B, T, D))
+            return self.c_proj(z.reshape(*lead, D))
         w_o = self.c_proj.weight.view(D, self.n_heads, self.d_head)  # (D, nh, hs)
-        result = self.hook_result(torch.einsum("btnh,dnh->btnd", z, w_o))  # (B, T, nh, D)
-        return result.sum(dim=2) + self.c_proj.bias
+        result = self.hook_result(torch.einsum("...nh,dnh->...nd", z, w_o))  # (..., nh, D)
+        return result.sum(dim=-2) + self.c_proj.bias
 
 
 class MLP(nn.Module):
@@ -101,7 +110,11 @@ class MLP(nn.Module):
         self.hook_post = HookPoint()  # [batch, pos, d_ff]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(self.hook_post(F.gelu(self.hook_pre(self.c_fc(x)), approximate="tanh")))
+        return self.c_proj(self.hidden(x))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The neurons' activations [..., d_ff]."""
+        return self.hook_post(F.gelu(self.hook_pre(self.c_fc(x)), approximate="tanh"))
 
 
 class Block(nn.Module):
@@ -119,8 +132,16 @@ class Block(nn.Module):
 
     def forward(self, resid: torch.Tensor) -> torch.Tensor:
         resid = self.hook_resid_pre(resid)
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid))))
-        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))
+        return self.from_z(resid, self.attn.mix(self.ln1(resid)))
+
+    # The block split at its heads' z and its neurons' activations: the forward pass is these
+    # steps in order, and an edited pass can restart at either from cached clean activations.
+    def from_z(self, resid_pre: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        resid = self.hook_resid_mid(resid_pre + self.hook_attn_out(self.attn.project(z)))
+        return self.from_post(resid, self.mlp.hidden(self.ln2(resid)))
+
+    def from_post(self, resid_mid: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+        return self.hook_resid_post(resid_mid + self.hook_mlp_out(self.mlp.c_proj(post)))
 
 
 class Transformer(nn.Module):
@@ -148,12 +169,16 @@ class Transformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits [batch, pos, vocab] for tokens [batch, pos]."""
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        pos = self.pos_embed(positions).expand(tokens.shape[0], -1, -1)
-        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(pos)
+        resid = self.embed_tokens(tokens)
         for block in self.blocks:
             resid = block(resid)
         return F.linear(self.ln_final(resid), self.embed.weight)  # (B, T, vocab)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The residual stream entering block 0: token plus position embeddings."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        pos = self.pos_embed(positions).expand(tokens.shape[0], -1, -1)
+        return self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(pos)
 
     def block(self, layer: int) -> Block:
         """Block `layer`, typed (indexing the ModuleList gives a plain Module)."""

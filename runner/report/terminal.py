@@ -27,6 +27,7 @@ from runner.stats.results import ClaimResult, PredictionResult, SeriesPoint, Stu
 
 STYLE = {"supported": "green", "negative": "red", "unsupported": "yellow", "next test": "blue"}
 MAX_SERIES_ROWS = 8
+MAX_NAME_WIDTH = 28
 
 
 def verdict_text(claim: ClaimResult) -> Text:
@@ -57,10 +58,12 @@ def summary_table(result: StudyResult, seconds: dict[str, float] | None = None) 
     """Claim, verdict, estimate [interval] and threshold of its first prediction, and the
     claim's wall time (its judging plus its share of the measuring) when `seconds` has it."""
     table = Table(title=Text(printable(result.study)), title_justify="left")
-    table.add_column("claim", overflow="fold", ratio=3)
-    table.add_column("verdict", overflow="fold", ratio=2)
-    table.add_column("estimate [interval]", overflow="fold", ratio=4)
-    table.add_column("threshold", justify="right", overflow="fold", ratio=2)
+    # Names stay whole up to MAX_NAME_WIDTH: a reader greps for them; other cells fold.
+    longest = max((len(claim.name) for claim in result.claims), default=5)
+    table.add_column("claim", no_wrap=longest <= MAX_NAME_WIDTH, overflow="fold")
+    table.add_column("verdict", overflow="fold")
+    table.add_column("estimate [interval]", overflow="fold")
+    table.add_column("threshold", justify="right", overflow="fold")
     if seconds is not None:
         table.add_column("time", justify="right", no_wrap=True)
     for claim in result.claims:

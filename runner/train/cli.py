@@ -15,7 +15,9 @@ from runner.train.loop import train
 SHOWN = ("test_iid", "heldout", "structural_ood")  # all splits are in metrics.jsonl
 
 
-def train_with_progress(config: TrainConfig, run_dir: Path, console: Console) -> None:
+def train_with_progress(
+    config: TrainConfig, run_dir: Path, console: Console, device: str = "cpu"
+) -> None:
     if config.steps in list_steps(run_dir):
         console.print(f"{run_dir}: already trained to step {config.steps}; nothing to do")
         return
@@ -38,5 +40,5 @@ def train_with_progress(config: TrainConfig, run_dir: Path, console: Console) ->
             accs = "  ".join(f"{s} {metrics[s]['answer_accuracy']:.3f}" for s in SHOWN)
             progress.console.print(f"step {step:>6}  answer accuracy  {accs}")
 
-        train(config, run_dir, on_step=on_step, on_checkpoint=on_checkpoint)
+        train(config, run_dir, on_step=on_step, on_checkpoint=on_checkpoint, device=device)
     console.print(f"trained {run_dir} in {time.monotonic() - start:.0f} s")

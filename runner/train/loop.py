@@ -88,9 +88,9 @@ def _save_resume(
     its rename is the resume's single commit point, so a kill at any instant leaves either the
     old resume state or the new one, never weights of one step with the step of another."""
     state = opt.state_dict()
-    tensors = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for idx, slots in state["state"].items():
-        tensors.update({f"opt.{idx}.{name}": t.clone() for name, t in slots.items()})
+        tensors.update({f"opt.{idx}.{name}": t.cpu().clone() for name, t in slots.items()})
     header = {"step": str(step), "param_groups": json.dumps(state["param_groups"])}
     atomic_write_bytes(run_dir / RESUME_FILE, save_tensors(tensors, metadata=header))
     (run_dir / _LEGACY_RESUME_META).unlink(missing_ok=True)
@@ -121,7 +121,8 @@ def _resume_meta(run_dir: Path) -> dict[str, Any]:
 
 def _load_resume(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
     meta = _resume_meta(run_dir)
-    tensors = load_tensors(str(run_dir / RESUME_FILE))
+    device = next(model.parameters()).device
+    tensors = load_tensors(str(run_dir / RESUME_FILE), device=str(device))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     slots: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -168,8 +169,13 @@ def train(
     run_dir: Path,
     on_step: StepCallback | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    device: str = "cpu",
 ) -> Transformer:
-    """Train (or resume) the run in `run_dir` and return the final model."""
+    """Train (or resume) the run in `run_dir` and return the final model.
+
+    On `device` "cuda" the run is the same schedule and batches, but not bit-identical to a CPU
+    run (float kernels differ); checkpoints are written from CPU copies either way.
+    """
     manifest = _prepare_run_dir(config, run_dir)
     data = data_dir(run_dir)
     train_tokens = dataset.load_tokens(data, "train")
@@ -177,7 +183,7 @@ def train(
         s: dataset.load_split(data, s, config.eval_sequences) for s in ("train", *EVAL_SPLITS)
     }
     torch.manual_seed(config.seed)
-    model = Transformer(config.model)
+    model = Transformer(config.model).to(device)
     opt = make_optimizer(model, config)
     order = BatchOrder(len(train_tokens), config.batch_size, config.seed)
     checkpoint_steps = set(config.checkpoint_steps())
@@ -190,7 +196,7 @@ def train(
     for step in range(start, config.steps):
         for group in opt.param_groups:
             group["lr"] = learning_rate(config, step)
-        tokens = torch.as_tensor(train_tokens[order.indices(step)])
+        tokens = torch.as_tensor(train_tokens[order.indices(step)]).to(device)
         loss = behaviour.next_token_loss(model(tokens), tokens)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.reduced import reduce_spec
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
 from runner.engine.study import run_study, unsupported_feature
@@ -25,7 +26,6 @@ from runner.model.transformer import ModelConfig
 from runner.report.files import write_reports
 from runner.train.loop import train
 from tests.conftest import SMALL_DATA
-from tests.integration.reduced import reduce_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "specs" / "reference"
 BASES = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -190,3 +191,20 @@ def test_fmt_check_reports_files_that_would_change(tmp_path: Path, capsys):
     assert messy.read_text() == 'study "S"\n\nprobe iid = split test_iid n 8\n'
     assert messy.stat().st_mode & 0o777 == 0o644  # the rewrite keeps the file's mode
     assert main(["fmt", "--check", str(messy)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "comments"),
+    [
+        ('study "\\"#"', 0),  # an escaped quote, then # inside the string
+        ('study "a\\\\"  # c', 1),  # an escaped backslash closes the string
+        ('study "\\\\\\"#x"', 0),
+        ('run r = "\\"" # "#', 1),
+    ],
+)
+def test_a_hash_after_an_escaped_quote_inside_a_string_is_not_a_comment(line, comments):
+    spec = parse(line + "\n", "gen")
+    assert len(spec.comments) == comments
+    again = fmt(spec)
+    assert parse(again, "gen") == spec
+    assert fmt(parse(again, "gen")) == again

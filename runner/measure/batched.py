@@ -1,0 +1,220 @@
+"""Many edited forward passes over one probe, stacked along the batch.
+
+An edit replaces an activation somewhere in block l, so everything before it equals the clean
+pass. Each edited run restarts from the latest clean activation before its first edit or
+read, which the shared clean pass caches (`restart_names`): the stream entering block l, the
+heads' z (for edits at or after them: the block's attention is not recomputed) or the neurons'
+activations (for edits of an MLP: only its output projection is). From there it runs the
+model's own steps (`Block.from_z`, `Block.from_post`) and hook points, and the last block's MLP
+and the unembedding see only the answer positions when no edit needs the others. Runs that
+restart at the same place are stacked along the batch, in chunks of at most `max_rows`
+sequences, and each run's edits act on its own slice of the batch.
+
+The logits equal those of one full hooked forward pass per run (`interventions.run_edited`)
+bit for bit on CPU: the same operations on the same inputs, a row's result not depending on
+the rows stacked beside it (tests/unit/test_batched.py asserts it).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from runner.measure.interventions import Edit
+from runner.measure.probe import CleanRun, ProbeBatch
+from runner.model.hooks import hooks
+from runner.model.transformer import Transformer
+
+DEFAULT_MAX_ROWS = 1024  # sequences per stacked chunk: about 0.5 GB of activations at n_ctx 96
+
+# Where in a block an activation lies: restart stages, in forward order.
+PRE, Z, POST = 0, 1, 2
+_AT_Z = (
+    "attn.hook_z",
+    "attn.hook_result",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "ln2.",
+    "mlp.hook_pre",
+)
+_AT_POST = ("mlp.hook_post", "hook_mlp_out", "hook_resid_post")
+# Hooks of the last block that see every position even when its MLP runs at the answers only.
+_ALL_POSITIONS = ("hook_resid_pre", "ln1.", "attn.hook_q", "attn.hook_k", "attn.hook_v",
+                  "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z")  # fmt: skip
+
+Restart = tuple[int, int]  # (block, stage); block -1: the embeddings, n_layers: ln_final
+
+
+@dataclass(frozen=True)
+class EditedRun:
+    """One edited forward pass: its edits and the activations to keep from it."""
+
+    key: str
+    edits: tuple[Edit, ...]
+    names: tuple[str, ...] = ()
+
+    def hooks(self) -> list[str]:
+        return [hook for hook, _ in self.edits] + list(self.names)
+
+
+def restart_names(model: Transformer) -> list[str]:
+    """Clean activations an edited run may restart from."""
+    n = model.cfg.n_layers
+    names = []
+    for layer in range(n):
+        names += [f"blocks.{layer}.{x}" for x in ("hook_resid_pre", "attn.hook_z")]
+        names += [f"blocks.{layer}.{x}" for x in ("hook_resid_mid", "mlp.hook_post")]
+    return [*names, f"blocks.{n - 1}.hook_resid_post"]
+
+
+def position(hook: str, n_layers: int) -> Restart:
+    """(block, stage) of an activation."""
+    if hook.startswith("blocks."):
+        _, layer, rest = hook.split(".", 2)
+        stage = POST if rest.startswith(_AT_POST) else Z if rest.startswith(_AT_Z) else PRE
+        return int(layer), stage
+    if hook.startswith("ln_final."):
+        return n_layers, PRE
+    return -1, PRE
+
+
+def restart_of(run: EditedRun, model: Transformer) -> Restart:
+    """The first place whose computation the run changes or reads."""
+    n = model.cfg.n_layers
+    return min([position(hook, n) for hook in run.hooks()] + [(n, PRE)])
+
+
+@torch.no_grad()
+def run_many(
+    model: Transformer,
+    probe: ProbeBatch,
+    clean: CleanRun,
+    runs: Sequence[EditedRun],
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> dict[str, CleanRun]:
+    """Answer logits (and the activations each run names) of every edited run, by key.
+
+    `clean` must cache `restart_names(model)` for runs that restart inside the model.
+    """
+    groups: dict[Restart, list[EditedRun]] = defaultdict(list)
+    for run in runs:
+        groups[restart_of(run, model)].append(run)
+    per_chunk = max(1, max_rows // max(probe.n_seq, 1))
+    out: dict[str, CleanRun] = {}
+    for restart in sorted(groups):
+        members = groups[restart]
+        for start in range(0, len(members), per_chunk):
+            chunk = members[start : start + per_chunk]
+            out.update(_run_chunk(model, probe, clean, restart, chunk))
+    return out
+
+
+def _run_chunk(
+    model: Transformer, probe: ProbeBatch, clean: CleanRun, restart: Restart, chunk: list[EditedRun]
+) -> dict[str, CleanRun]:
+    n_seq = probe.n_seq
+    caches: list[dict[str, torch.Tensor]] = [{} for _ in chunk]
+    by_hook: dict[str, list[tuple[int, Edit | None]]] = defaultdict(list)
+    for i, run in enumerate(chunk):
+        for edit in run.edits:
+            by_hook[edit[0]].append((i, edit))
+        for name in run.names:
+            by_hook[name].append((i, None))
+    fwd_hooks = [(hook, _sliced(members, n_seq, caches)) for hook, members in by_hook.items()]
+    at_answers = _answers_only(list(by_hook), restart, model.cfg.n_layers)
+    with hooks(model, fwd_hooks):
+        logits = _Restarted(model, probe, clean, len(chunk)).logits(restart, at_answers)
+    return {run.key: CleanRun(logits[i], caches[i]) for i, run in enumerate(chunk)}
+
+
+def _answers_only(hooked: list[str], restart: Restart, n_layers: int) -> bool:
+    """Whether the last block's MLP and the unembedding may run at the answer positions only:
+    no hook there needs the other positions."""
+    last = f"blocks.{n_layers - 1}."
+    for hook in hooked:
+        if hook.startswith("ln_final."):
+            return False
+        if hook.startswith(last):
+            rest = hook[len(last) :]
+            post_restart = restart == (n_layers - 1, POST) and rest == "mlp.hook_post"
+            if not (rest.startswith(_ALL_POSITIONS) or post_restart):
+                return False
+    return True
+
+
+def _sliced(members: list[tuple[int, Edit | None]], n_seq: int, caches: list[dict]):
+    """One hook over the stacked batch: member i's edit (or store) acts on rows i·n .. (i+1)·n.
+
+    Edits run in the order given, so several edits of one run at one activation compose as in
+    `run_edited`; a store keeps the activation after every edit of its run there.
+    """
+
+    def fn(x: torch.Tensor, name: str) -> torch.Tensor:
+        parts = list(x.split(n_seq))
+        for i, edit in members:
+            if edit is not None:
+                parts[i] = edit[1](parts[i], name)
+        for i, edit in members:
+            if edit is None:
+                caches[i][name] = parts[i].detach()
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    return fn
+
+
+class _Restarted:
+    """k stacked copies of the clean pass, continued from a restart point."""
+
+    def __init__(self, model: Transformer, probe: ProbeBatch, clean: CleanRun, k: int):
+        self.model, self.probe, self.clean, self.k = model, probe, clean, k
+
+    def stacked(self, name: str) -> torch.Tensor:
+        x = self.clean[name]
+        return x.repeat(self.k, *[1] * (x.dim() - 1))
+
+    def answers(self, x: torch.Tensor) -> torch.Tensor:
+        """[k·seq, pos, ...] -> [k, read, ...] at each read's answer position."""
+        stacked = x.view(self.k, self.probe.n_seq, *x.shape[1:])
+        return stacked[:, self.probe.read_seq, self.probe.answer]
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.model.ln_final(x), self.model.embed.weight)
+
+    def logits(self, restart: Restart, at_answers: bool) -> torch.Tensor:
+        """Answer logits [k, read, vocab]."""
+        model, (block, stage) = self.model, restart
+        n = model.cfg.n_layers
+        if block < 0:
+            resid = model.embed_tokens(self.probe.tokens.repeat(self.k, 1))
+        elif block == n:
+            resid = self.stacked(f"blocks.{n - 1}.hook_resid_post")
+        for index in range(max(block, 0), n):
+            b = model.block(index)
+            here = stage if index == block else PRE
+            last = at_answers and index == n - 1
+            if here == POST:
+                mid = self.stacked(f"blocks.{index}.hook_resid_mid")
+                post = b.mlp.hook_post(self.stacked(f"blocks.{index}.mlp.hook_post"))
+                if last:
+                    ans = self.answers(mid) + b.mlp.c_proj(self.answers(post))
+                    return self.unembed(ans)
+                resid = b.from_post(mid, post)
+                continue
+            if here == Z:
+                pre = self.stacked(f"blocks.{index}.hook_resid_pre")
+                z = b.attn.hook_z(self.stacked(f"blocks.{index}.attn.hook_z"))
+            else:
+                source = self.stacked(f"blocks.{index}.hook_resid_pre") if index == block else resid
+                pre = b.hook_resid_pre(source)
+                z = b.attn.mix(b.ln1(pre))
+            if last:
+                mid = self.answers(pre) + b.attn.project(self.answers(z))
+                return self.unembed(mid + b.mlp(b.ln2(mid)))
+            resid = b.from_z(pre, z)
+        if at_answers:
+            return self.unembed(self.answers(resid))
+        return self.answers(self.unembed(resid))

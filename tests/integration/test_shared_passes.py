@@ -1,0 +1,65 @@
+"""The engine's shared passes (stacked edited runs, stacked gradients) against measuring every
+quantity on its own: byte-identical results JSON, on CPU, for a study of every intervention
+and gradient kind on the tiny run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypodsl.compiler import compile_spec
+from hypodsl.parser import parse
+from runner.engine.study import run_study
+
+SPEC = """study "shared passes"
+probe iid = split test_iid n 48 seed 0
+probe held = split heldout n 48 seed 0
+correction none
+window late = 20 ..
+path h0 = L0.H0 -> unembed
+path h1 = L1.H1 -> unembed
+path qk = L1.H0[answer <- match_value] -> L1.mlp -> unembed
+path mlp = L0.mlp -> unembed
+circuit both = h0 + h1
+
+claim ablations "every ablation method and target" {
+  at final on iid: accuracy with ablate(L0.H0, zero) < 2
+  at final on iid: margin with ablate(L1.H1, mean) < 100
+  at final on iid: loss with ablate(L1.mlp, resample) < 100
+  at final on iid: margin with ablate(L0.mlp[1, 5, 9], mean) < 100
+  at final on iid: margin with ablate(embed, mean) and ablate(L1.H0, zero) < 100
+  at final on iid: margin with ablate(pos, zero) < 100
+  over late (mean) on iid: margin with ablate(L1.H0, mean) < 100
+}
+
+claim patches "patches from a probe and from checkpoints" {
+  at final on iid: margin with patch(L1.H0, from=held) < 100
+  at 20 on iid: margin with patch(L0.mlp, from=final) < 100
+  at final on iid: margin with patch(L0.H1, from=20) and ablate(L0.mlp, mean) < 100
+  at final on iid: share(qk) < 100
+}
+
+claim gradients "alignment and update alignment of several targets" {
+  over late (mean) on iid: alignment(h0) > -1000
+  over late (mean) on iid: alignment(both) > alignment(h1) - 1000
+  at 20 on iid: alignment(qk) > -1000
+  at 20 on iid: update_alignment(h0) > -1000
+  at 20 on iid: update_alignment(mlp) > update_alignment(qk) - 1000
+}
+
+claim births "a birth of an intervened quantity" {
+  birth(margin with ablate(L0.H0, mean) < margin + 1) before birth(accuracy > 0.01) on iid
+}
+"""
+
+
+def test_shared_passes_give_byte_identical_results(tiny_run: Path, tmp_path: Path):
+    plan = compile_spec(parse(SPEC, "shared.hyp"), SPEC, None)
+    results = {}
+    for shared in (True, False):
+        result = run_study(
+            plan, [tiny_run], cache_dir=tmp_path / str(shared), trajectories=True,
+            shared_passes=shared,
+        )  # fmt: skip
+        results[shared] = result.model_dump_json(indent=2)
+        assert all("not evaluable" not in c.reason for c in result.claims), result.claims
+    assert results[True] == results[False]

@@ -1,0 +1,114 @@
+"""Shared passes give exactly what one pass per quantity gives: stacked edited runs against one
+hooked forward each, stacked gradients against one target at a time (float32, bit for bit)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hypodsl import plan as p
+from runner.measure import batched
+from runner.measure import gradients as gr
+from runner.measure import interventions as iv
+from runner.measure.probe import clean_run
+from runner.model.transformer import ModelConfig, Transformer
+from tests.unit.measure_helpers import probe_of
+
+CONFIG = ModelConfig(d_model=32, n_layers=3, n_heads=2, d_ff=64)
+UNEMBED = p.UnembedNode()
+
+
+def random_model(seed: int, scale: float = 0.3) -> Transformer:
+    torch.manual_seed(seed)
+    model = Transformer(CONFIG)
+    with torch.no_grad():
+        for w in model.parameters():
+            w.add_(torch.randn_like(w) * scale)
+    return model
+
+
+@pytest.fixture(scope="module")
+def probe(small_arrays):
+    return probe_of(small_arrays, "test_iid", 24)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(0)
+
+
+def edited_runs(model, probe, run) -> list[batched.EditedRun]:
+    """Every kind of edit: heads, MLPs, neurons, embeddings, a QK restriction, a residual role
+    site, two edits composed, and a run that keeps an activation."""
+    nodes = [p.HeadNode(layer=layer, head=h) for layer in range(3) for h in range(2)]
+    nodes += [p.MlpNode(layer=1), p.MlpNode(layer=2), p.NeuronsNode(layer=0, indices=(3, 7))]
+    nodes += [p.EmbedNode(), p.PosNode(), p.HeadInputNode(layer=1, head=0, input="k")]
+    runs = []
+    for node in nodes:
+        site = iv.site_of(node)
+        source = iv.mean_source(run[site.hook], probe.token_mask(), probe.n_pos)
+        runs.append(batched.EditedRun(site.label, (iv.replace_edit(site, source, probe),)))
+    qk = p.HeadQKNode(layer=1, head=1, from_role="answer", to_role="match_value")
+    runs.append(batched.EditedRun("qk", (iv.qk_zero_edit(probe, qk),)))
+    resid = iv.residual_site(2, "match_value")
+    runs.append(batched.EditedRun("resid", (iv.replace_edit(resid, torch.zeros(1), probe),)))
+    runs.append(batched.EditedRun("two", (runs[1].edits[0], runs[8].edits[0])))
+    keep = ("blocks.1.hook_resid_post", "ln_final.hook_normalized")
+    runs.append(batched.EditedRun("kept", runs[6].edits, keep))
+    return runs
+
+
+@pytest.mark.parametrize("max_rows", [1, 50, 10_000])
+def test_stacked_edited_runs_equal_one_hooked_forward_each_bit_for_bit(model, probe, max_rows):
+    names = batched.restart_names(model) + [
+        f"blocks.{layer}.{hook}"
+        for layer in range(3)
+        for hook in ("attn.hook_z", "attn.hook_k", "mlp.hook_post")
+    ]
+    with torch.no_grad():
+        run = clean_run(model, probe, [*names, "hook_embed", "hook_pos_embed"])
+        runs = edited_runs(model, probe, run)
+        stacked = batched.run_many(model, probe, run, runs, max_rows=max_rows)
+        for edited in runs:
+            one = iv.run_edited(model, probe, list(edited.edits), edited.names)
+            assert torch.equal(stacked[edited.key].logits, one.logits), edited.key
+            for name in edited.names:
+                assert torch.equal(stacked[edited.key][name], one[name]), (edited.key, name)
+
+
+def test_an_edit_downstream_of_a_kept_activation_leaves_it_clean(model, probe):
+    with torch.no_grad():
+        run = clean_run(model, probe, [*batched.restart_names(model), "blocks.0.hook_resid_post"])
+        site = iv.site_of(p.HeadNode(layer=2, head=0))
+        edit = iv.replace_edit(site, torch.zeros(1), probe)
+        keep = batched.EditedRun("k", (edit,), ("blocks.0.hook_resid_post",))
+        out = batched.run_many(model, probe, run, [keep])["k"]
+    assert batched.restart_of(keep, model) == (0, batched.POST)
+    assert torch.equal(out["blocks.0.hook_resid_post"], run["blocks.0.hook_resid_post"])
+
+
+PATHS = [
+    [[p.HeadNode(layer=0, head=0), UNEMBED]],
+    [[p.HeadNode(layer=1, head=1), UNEMBED]],
+    [[p.MlpNode(layer=2), UNEMBED]],
+    [[p.HeadNode(layer=0, head=1), p.MlpNode(layer=1), UNEMBED]],
+    [[p.HeadNode(layer=0, head=0), UNEMBED], [p.MlpNode(layer=0), UNEMBED]],
+]
+
+
+def test_stacked_alignments_equal_one_target_at_a_time_bit_for_bit(probe):
+    model = random_model(1, scale=0.05)
+    stacked = gr.alignments(model, probe, PATHS)
+    for paths, together in zip(PATHS, stacked, strict=True):
+        alone = gr.alignment(model, probe, paths, cosine=False).per_read
+        assert torch.equal(together, alone)
+
+
+def test_stacked_update_alignments_equal_one_target_at_a_time_bit_for_bit(probe):
+    model, later = random_model(1, scale=0.05), random_model(2, scale=0.05)
+    scope = p.MlpNode(layer=1)
+    stacked = gr.update_alignments(model, later, probe, PATHS, scope=scope)
+    for paths, together in zip(PATHS, stacked, strict=True):
+        alone = gr.update_alignment(model, later, probe, paths, scope=scope)
+        assert torch.equal(together.predicted, alone.predicted)
+        assert torch.equal(together.observed, alone.observed)
