@@ -106,7 +106,8 @@ class Engine:
     ):
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
         self.shared_passes = shared_passes  # False: one pass per quantity (for tests)
-        self.trajectories = trajectories  # measure every prediction at every checkpoint too
+        self.trajectories = trajectories  # measure what figures draw too (Judge.reads)
+        self._visited: set[tuple[int, str]] | None = None  # (step, probe) pairs tests read
         self.config = read_config(run_dir)
         self.progress = progress or Silent()
         self.cache = MeasurementCache(cache_dir)
@@ -160,11 +161,25 @@ class Engine:
             if unsupported_feature(pred, self.blocked) is None
         ]
 
+    def columns_read(
+        self, pred: p.TimedPrediction | p.BirthOrder
+    ) -> list[tuple[int, str, p.QuantityExpr]]:
+        """What a prediction's test reads, and with `trajectories` what its figure draws."""
+        if not self.trajectories:
+            return list(self.judge.reads(pred))
+        if self._visited is None:
+            self._visited = {
+                (step, probe)
+                for _, other in self.evaluable()
+                for step, probe, _ in self.judge.reads(other)
+            }
+        return list(self.judge.reads(pred, self._visited))
+
     def requests(self) -> dict[int, dict[str, dict[str, p.QuantityExpr]]]:
         """step -> probe -> quantity key -> quantity, for every prediction evaluated."""
         out: dict[int, dict[str, dict[str, p.QuantityExpr]]] = {}
         for _, pred in self.evaluable():
-            for step, probe, q in self.judge.reads(pred, self.trajectories):
+            for step, probe, q in self.columns_read(pred):
                 out.setdefault(step, {}).setdefault(probe, {})[p.quantity_key(q)] = q
         return out
 
@@ -340,9 +355,7 @@ class Engine:
         share is split evenly between them; a read from the cache costs nothing."""
         readers: dict[tuple[int, str, str], list[str]] = {}
         for claim, pred in self.evaluable():
-            slots = {
-                (s, on, p.quantity_key(q)) for s, on, q in self.judge.reads(pred, self.trajectories)
-            }
+            slots = {(s, on, p.quantity_key(q)) for s, on, q in self.columns_read(pred)}
             for slot in slots:
                 readers.setdefault(slot, []).append(claim.name)
         totals = {claim.name: 0.0 for claim in self.plan.claims}
@@ -432,6 +445,7 @@ class Engine:
         self.selected = tuple(chosen.values())
         self.plan = selections.resolve(self.plan, chosen)
         self.judge = Judge(self.plan, self._empty_measured(), self.resolve, self.seed)
+        self._visited = None
 
     def run_claims(self) -> tuple[tuple[results.ClaimResult, ...], results.RunProvenance]:
         torch.manual_seed(self.seed)
@@ -473,7 +487,7 @@ def run_study(
 ) -> results.StudyResult:
     """Judge a plan on one run, or on each run of a seed matrix and aggregate (k of n).
 
-    `trajectories` also measures every prediction at every checkpoint, for figures.
+    `trajectories` also measures what figures draw (see `Judge.reads`).
     `shared_passes=False` measures each quantity on its own (one edited forward pass, one
     gradient computation each): slower, and by test equal to the shared passes bit for bit.
     `counts`, when given, receives how many quantities were `requested` and `computed` (the

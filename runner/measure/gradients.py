@@ -11,9 +11,11 @@ C̄ = mean_i C_i, L_i the answer loss and L̄ = mean_i L_i.
   ∇θ C_i(θ_t) · (θ_{t+1} − θ_t), reported with the observed change C_i(θ_{t+1}) − C_i(θ_t).
 
 Gradients include every dependence on θ, through the frozen LayerNorm scale and the margin
-direction too: the quantity differentiated is exactly the one measured. Per-read directional
-derivatives J v come from two backward passes (the gradient of w · C with respect to θ is linear
-in w; differentiating its product with v with respect to w gives J v).
+direction too: the quantity differentiated is exactly the one measured. The engine's per-read
+directional derivatives J v of K targets come from one forward-mode pass (`torch.func.jvp`) of
+their stacked values; `alignment` computes them with two backward passes instead (the gradient
+of w · C with respect to θ is linear in w; differentiating its product with v with respect to w
+gives J v), and the tests hold the two equal in float64.
 """
 
 from __future__ import annotations
@@ -176,17 +178,59 @@ def alignments(
     targets: Sequence[Paths | Values],
     bases: Mapping[str, Basis] = NO_BASES,
 ) -> list[torch.Tensor]:
-    """Per-read <∇C_i, −∇L̄> of K targets from one forward pass, one loss gradient and one
-    directional derivative of the K stacked values (two backward passes whatever K is)."""
-    run = clean_run(model, probe, names_for(model, bases), detach=False)
-    losses = behaviour.per_read(run.logits, probe.target)["loss"]
-    stacked = torch.stack([_values_of(t, probe, bases)(model, run) for t in targets])
-    descent = -flat_grad(losses.mean(), model, keep_graph=True)
-    return list(directional_derivatives(stacked, model, descent).detach())
+    """Per-read <∇C_i, −∇L̄> of K targets: one forward and backward pass for ∇L̄, then one
+    forward-mode pass of the K stacked values along −∇L̄, whatever K is."""
+    descent = -flat_grad(answer_losses(model, probe).mean(), model)
+    _, tangent = forward_derivatives(model, _stacked(targets, probe, bases), descent)
+    return list(tangent)
 
 
 def _values_of(target: Paths | Values, probe: ProbeBatch, bases: Mapping[str, Basis]) -> Values:
     return target if callable(target) else path_values(target, probe, bases)
+
+
+def _stacked(
+    targets: Sequence[Paths | Values], probe: ProbeBatch, bases: Mapping[str, Basis]
+) -> Callable[[Transformer], torch.Tensor]:
+    """model -> [K, read]: the targets' values from one clean pass of the model."""
+    fns = [_values_of(t, probe, bases) for t in targets]
+
+    def values(model: Transformer) -> torch.Tensor:
+        run = clean_run(model, probe, names_for(model, bases), detach=False)
+        return torch.stack([fn(model, run) for fn in fns])
+
+    return values
+
+
+class _Bound(torch.nn.Module):
+    """A function of the model as a module, so `torch.func` can call it with other parameters."""
+
+    def __init__(self, model: Transformer, fn: Callable[[Transformer], torch.Tensor]) -> None:
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self) -> torch.Tensor:
+        return self.fn(self.model)
+
+
+def forward_derivatives(
+    model: Transformer, fn: Callable[[Transformer], torch.Tensor], direction: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fn(model), J v): its values and their derivative along `direction` [n_params] (flat, in
+    `parameters` order), from one forward-mode pass."""
+    named = list(model.named_parameters())
+    pieces = direction.split([w.numel() for _, w in named])
+    primals = {f"model.{name}": w.detach() for name, w in named}
+    tangents = {
+        f"model.{name}": d.view_as(w).to(w.dtype)
+        for (name, w), d in zip(named, pieces, strict=True)
+    }
+    bound = _Bound(model, fn)
+    with torch.no_grad():
+        out = torch.func.jvp(
+            lambda params: torch.func.functional_call(bound, params, ()), (primals,), (tangents,)
+        )
+    return out[0], out[1]
 
 
 @dataclass(frozen=True)
@@ -225,13 +269,8 @@ def update_alignments(
     step = flat_parameters(next_model) - flat_parameters(model)
     if scope is not None:
         step = step * scope_mask(model, scope)
-    fns = [_values_of(t, probe, bases) for t in targets]
-    names = names_for(model, bases)
-    run = clean_run(model, probe, names, detach=False)
-    values = torch.stack([fn(model, run) for fn in fns])
-    predicted = directional_derivatives(values, model, step).detach()
+    values_of = _stacked(targets, probe, bases)
+    values, predicted = forward_derivatives(model, values_of, step)
     with torch.no_grad():
-        later = clean_run(next_model, probe, names)
-        after = torch.stack([fn(next_model, later) for fn in fns])
-    observed = (after - values).detach()
+        observed = values_of(next_model) - values
     return [UpdateAlignment(a, b) for a, b in zip(predicted, observed, strict=True)]

@@ -191,11 +191,25 @@ class PathPatcher:
         """[read] C_P: the margin the path carries (see the module docstring)."""
         check_path(nodes)
         delta = self.sender_delta(nodes[0], method)
-        for node in nodes[1:]:
+        for i, node in enumerate(nodes[1:], start=1):
             if isinstance(node, p.UnembedNode):
                 return -(self.probe.at_answers(delta) * self.u).sum(dim=-1)
+            into_unembed = i + 1 < len(nodes) and isinstance(nodes[i + 1], p.UnembedNode)
+            if into_unembed and isinstance(node, (p.MlpNode, p.NeuronsNode)):
+                # the unembedding reads only the answers: the MLP need not run elsewhere
+                return -(self._mlp_write_at_answers(node, delta) * self.u).sum(dim=-1)
             delta = self.receive(node, delta)
         return self.margin - self._rest_of_model(nodes[-1], delta)
+
+    def _mlp_write_at_answers(
+        self, node: p.MlpNode | p.NeuronsNode, delta: torch.Tensor
+    ) -> torch.Tensor:
+        """[read, d_model] `receive` of an MLP at the answer positions only (per row, so the
+        same values there)."""
+        block, at = self.model.block(node.layer), self.probe.at_answers
+        x = block.ln2(at(self.run[f"blocks.{node.layer}.hook_resid_mid"]) + at(delta))
+        post = F.gelu(block.mlp.c_fc(x), approximate="tanh")
+        return self._neuron_write(node, post - at(self.run[f"blocks.{node.layer}.mlp.hook_post"]))
 
     def circuit_contribution(
         self, paths: Sequence[Sequence[p.PathNode]], method: str = "zero"

@@ -252,7 +252,7 @@ def _gradient_values(ctx: QuantityContext, qs: Sequence[p.QuantityExpr]) -> list
 def _gradient_value_alone(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
     target = [x.nodes for x in q.paths] if q.target is None else _score_values(ctx, q.target)
     if q.name == "alignment":
-        return gr.alignment(ctx.model, ctx.probe, target, cosine=False, bases=ctx.bases).per_read
+        return gr.alignments(ctx.model, ctx.probe, [target], ctx.bases)[0]
     following = ctx.next_step(ctx.step)
     if following is None:
         raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")

@@ -117,6 +117,25 @@ def interval_of(v: np.ndarray, confidence: float) -> Interval | None:
     return Interval(low=ci.low, high=ci.high)
 
 
+FIGURE_GRID = 6  # checkpoints spread over the run at which every figure draws its prediction
+GRADIENT_QUANTITIES = ("alignment", "update_alignment", "gram")  # a backward pass per point
+
+
+def spread(steps: list[int], n: int) -> list[int]:
+    """n of the steps, evenly spread, the first and the last included."""
+    if len(steps) <= n:
+        return list(steps)
+    return sorted({steps[round(i * (len(steps) - 1) / (n - 1))] for i in range(n)})
+
+
+def off_the_clean_pass(q: p.QuantityExpr) -> bool:
+    """Whether a quantity is read off a probe's clean pass: no edited pass, no gradient, and no
+    path that needs the rest of the model run again (one ending before the unembedding)."""
+    if q.interventions or q.name in GRADIENT_QUANTITIES:
+        return False
+    return all(isinstance(x.nodes[-1], p.UnembedNode | p.FeatureNode) for x in q.paths)
+
+
 class Judge:
     def __init__(
         self,
@@ -140,16 +159,30 @@ class Judge:
         return [s for s in self.m.steps if lo <= s <= hi]
 
     def reads(
-        self, pred: p.TimedPrediction | p.BirthOrder, trajectory: bool = False
+        self, pred: p.TimedPrediction | p.BirthOrder, visited: set[tuple[int, str]] | None = None
     ) -> Iterator[tuple[int, str, p.QuantityExpr]]:
-        """(step, probe, quantity) of every column the prediction needs; with `trajectory`, at
-        every checkpoint of the run (what its figure draws)."""
+        """(step, probe, quantity) of every column the prediction's test needs; with `visited`
+        (the (step, probe) pairs the study's tests read), also what its figure draws.
+
+        A figure adds no forward pass of its own but on a grid: it draws the prediction at the
+        checkpoints its test reads, at `FIGURE_GRID` checkpoints spread over the run (not `gram`,
+        a backward pass per read: only where tested), and, for quantities read off the clean
+        pass, at every checkpoint where the study runs that probe's clean pass anyway.
+        """
+        grid = set(spread(self.m.steps, FIGURE_GRID)) if visited is not None else set()
         for steps, probe, exprs in self._parts(pred):
-            for step in self.m.steps if trajectory else steps:
-                for expr in exprs:
-                    for q in quantities_of(expr):
-                        for col in columns(q):
-                            yield step, q.probe or probe, col
+            tested = set(steps)
+            for expr in exprs:
+                for q in quantities_of(expr):
+                    on = q.probe or probe
+                    free = visited is not None and off_the_clean_pass(q)
+                    on_grid = grid if q.name != "gram" else set()  # a backward pass per read
+                    # a test may name a step the run lacks: reading it reports the gap
+                    for step in sorted(tested | set(self.m.steps)):
+                        drawn = step in on_grid or (free and (step, on) in (visited or ()))
+                        if step in tested or drawn:
+                            for col in columns(q):
+                                yield step, on, col
 
     def _parts(self, pred: p.TimedPrediction | p.BirthOrder) -> list[tuple[list[int], str, list]]:
         if isinstance(pred, p.BirthOrder):

@@ -34,7 +34,7 @@ class SeriesPoint(Frozen):
 
 
 class Trajectory(Frozen):
-    """A prediction's sides at every checkpoint of the run, drawn in its figure; `label` is the
+    """A prediction's sides at the checkpoints its figure draws (see `Judge.reads`); `label` is the
     condition (a birth order has one per birth). Context only: never part of the test."""
 
     label: str

@@ -100,8 +100,26 @@ def test_stacked_alignments_equal_one_target_at_a_time_bit_for_bit(probe):
     model = random_model(1, scale=0.05)
     stacked = gr.alignments(model, probe, PATHS)
     for paths, together in zip(PATHS, stacked, strict=True):
-        alone = gr.alignment(model, probe, paths, cosine=False).per_read
-        assert torch.equal(together, alone)
+        assert torch.equal(together, gr.alignments(model, probe, [paths])[0])
+
+
+def test_forward_mode_alignment_equals_the_backward_pass_alignment_in_float64(probe):
+    model = random_model(1, scale=0.05).double()
+    stacked = gr.alignments(model, probe, PATHS)
+    for paths, forward in zip(PATHS, stacked, strict=True):
+        backward = gr.alignment(model, probe, paths, cosine=False).per_read
+        torch.testing.assert_close(forward, backward, rtol=0, atol=1e-6)
+        assert backward.abs().max() > 1e-3  # not trivially equal
+
+
+def test_forward_mode_update_alignment_equals_two_backward_passes_in_float64(probe):
+    model, later = random_model(1, scale=0.05).double(), random_model(2, scale=0.05).double()
+    step = gr.flat_parameters(later) - gr.flat_parameters(model)
+    for paths, update in zip(PATHS, gr.update_alignments(model, later, probe, PATHS), strict=True):
+        values = gr.contributions(model, probe, paths)
+        backward = gr.directional_derivatives(values, model, step)
+        torch.testing.assert_close(update.predicted, backward, rtol=0, atol=1e-6)
+        assert backward.abs().max() > 1e-3
 
 
 def test_stacked_update_alignments_equal_one_target_at_a_time_bit_for_bit(probe):
