@@ -253,7 +253,8 @@ class Judge:
         if expr.op == "/" and b[0] == 0:
             raise NotEvaluable(f"division by zero: `{expr_text(expr.right)}` is 0 at step {step}")
         ops = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide}
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # an overflow or a division by a resample's zero is named later, in the verdict's reason
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return ops[expr.op](a, b)
 
     def sides(self, left: Expr, right: Expr, step: int, probe: str):
