@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.engine import forward_backward, plain_forward
 from benchmarks.measure import median_time
 from benchmarks.reduced import reduce_spec
 from hypodsl import plan as p
@@ -49,12 +50,10 @@ from hypodsl.parser import parse
 from runner.engine.step_worker import load_probes
 from runner.engine.study import Engine, run_study
 from runner.features.fit import FitSettings, fit_basis
-from runner.measure.gradients import answer_losses
 from runner.measure.probe import ProbeBatch
 from runner.model import checkpoints
 from runner.model.configs import NAMED_CONFIGS, TrainConfig
 from runner.model.rundir import read_config, read_signature
-from runner.model.transformer import Transformer
 from runner.train.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,16 +148,6 @@ def cold(plan: p.Plan, run: Path, trajectories: bool = False, cache: Path | None
         return cold(plan, run, trajectories, Path(tmp))
 
 
-def forward(model: torch.nn.Module, batch: ProbeBatch) -> None:
-    with torch.no_grad():
-        model(batch.tokens)
-
-
-def forward_backward(model: Transformer, batch: ProbeBatch) -> None:
-    model.zero_grad(set_to_none=True)
-    answer_losses(model, batch).mean().backward()
-
-
 def floor_time(plan: p.Plan, run: Path, repeats: int) -> float:
     """One forward per (checkpoint, probe) read and one forward + backward per distinct gradient
     objective there (the loss for every `alignment`, a target for each `update_alignment` and
@@ -176,7 +165,7 @@ def floor_time(plan: p.Plan, run: Path, repeats: int) -> float:
         model = checkpoints.load_model(run, step, config.model)
         for probe, wanted in per_probe.items():
             batch = batches[probe]
-            total += median_time(functools.partial(forward, model, batch), repeats)
+            total += median_time(functools.partial(plain_forward, model, batch), repeats)
             objectives = {
                 "loss" if q.name == "alignment" else p.quantity_key(q)
                 for q in wanted.values()
