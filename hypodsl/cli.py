@@ -217,6 +217,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from runner.model.checkpoints import list_steps
+    from runner.model.export_hf import export_run, export_step
+    from runner.model.rundir import read_config
+
+    run_dir, out = Path(args.run), Path(args.out)
+    read_config(run_dir)  # a clear error if this is not a run directory
+    ensure_writable_dir(out, "--to hf OUT")
+    if args.step == "all":
+        written = export_run(run_dir, None, out)
+        console.print(f"{len(written)} checkpoints written to {out}/checkpoint-STEP/")
+        return 0
+    steps = list_steps(run_dir)
+    if not steps:
+        raise UsageError(f"{run_dir}: no checkpoints")
+    step = steps[-1] if args.step == "final" else int(args.step)
+    if step not in steps:
+        raise UsageError(f"--step {step}: {run_dir} has no checkpoint there")
+    export_step(run_dir, step, out)
+    console.print(f"step {step} written to {out} (config.json, model.safetensors)")
+    return 0
+
+
+def _export_step(text: str) -> str:
+    if text in ("final", "all") or (text.isdigit() and len(text) <= 12):
+        return text
+    raise argparse.ArgumentTypeError(f"`{text}` is not a step, `final` or `all`")
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -364,6 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--width", type=steps, default=500, help="window width in steps (500)")
     sweep.add_argument("--grid", type=steps, default=250, help="trigger grid in steps (250)")
     sweep.set_defaults(func=cmd_sweep)
+
+    export = sub.add_parser(
+        "export", help="a run's checkpoints as Hugging Face GPT-2 directories (transformers loads)"
+    )
+    export.add_argument("run", help="run directory")
+    export.add_argument(
+        "--step", type=_export_step, default="final",
+        help="a step, `final` (default) or `all` (OUT/checkpoint-STEP/ for each)",
+    )  # fmt: skip
+    export.add_argument("--to", dest="format", choices=["hf"], required=True, help="format: hf")
+    export.add_argument("out", help="output directory")
+    export.set_defaults(func=cmd_export)
 
     from hypodsl.cli_features import add_parsers
 

@@ -1,0 +1,67 @@
+"""`hypo export RUN --to hf OUT`: transformers' GPT2LMHeadModel loads the export unchanged and
+gives our logits (the `interop` extra installs transformers; `make test` installs it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hypodsl.cli import main
+from runner.kv import dataset
+from runner.model import checkpoints
+from runner.model.rundir import data_dir, read_config
+
+transformers = pytest.importorskip("transformers")
+
+
+def probe_tokens(run_dir: Path, n: int = 64) -> torch.Tensor:
+    split = dataset.load_split(data_dir(run_dir), "test_iid")
+    return torch.as_tensor(split.tokens[:n].astype("int64"))
+
+
+def ours_and_theirs(run_dir: Path, step: int, out: Path):
+    ours = checkpoints.load_model(run_dir, step, read_config(run_dir).model).eval()
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
+    return ours, theirs
+
+
+def test_an_exported_checkpoint_gives_our_logits_in_transformers(tiny_run: Path, tmp_path):
+    out = tmp_path / "hf"
+    assert main(["export", str(tiny_run), "--to", "hf", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["model_type"] == "gpt2"
+    final = checkpoints.list_steps(tiny_run)[-1]
+    ours, theirs = ours_and_theirs(tiny_run, final, out)
+    tokens = probe_tokens(tiny_run)
+    with torch.no_grad():
+        # float64: the renaming and transposes are exact, so only rounding remains
+        exact = (ours.double()(tokens) - theirs.double()(tokens).logits).abs().max().item()
+        ours, theirs = ours.float(), theirs.float()
+        float32 = (ours(tokens) - theirs(tokens).logits).abs().max().item()
+    assert exact < 1e-10
+    # float32 kernels sum in another order (Conv1D's addmm, fused attention): a few ulps
+    assert float32 < 1e-4
+
+
+def test_every_checkpoint_is_written_as_trainer_names_them(tiny_run: Path, tmp_path):
+    out = tmp_path / "all"
+    assert main(["export", str(tiny_run), "--step", "all", "--to", "hf", str(out)]) == 0
+    steps = checkpoints.list_steps(tiny_run)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"checkpoint-{s}" for s in steps)
+    first = steps[0]
+    ours, theirs = ours_and_theirs(tiny_run, first, out / f"checkpoint-{first}")
+    tokens = probe_tokens(tiny_run, 8)
+    with torch.no_grad():
+        assert (ours.double()(tokens) - theirs.double()(tokens).logits).abs().max() < 1e-10
+
+
+def test_bad_export_arguments_are_usage_errors(tiny_run: Path, tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nope"), "--to", "hf", str(tmp_path / "o")]) == 2
+    assert main(["export", str(tiny_run), "--step", "7777", "--to", "hf", str(tmp_path)]) == 2
+    assert main(["export", str(tiny_run), "--step", "x", "--to", "hf", str(tmp_path)]) == 2
+    assert main(["export", str(tiny_run), "--to", "onnx", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a run directory" in err and "no checkpoint there" in err
+    assert "Traceback" not in err
