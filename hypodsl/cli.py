@@ -219,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from runner.model.checkpoints import list_steps
-    from runner.model.export_hf import export_run, export_step
+    from runner.model.hf_gpt2 import export_run, export_step
     from runner.model.rundir import read_config
 
     run_dir, out = Path(args.run), Path(args.out)

@@ -65,3 +65,44 @@ def test_bad_export_arguments_are_usage_errors(tiny_run: Path, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "not a run directory" in err and "no checkpoint there" in err
     assert "Traceback" not in err
+
+
+def test_an_export_read_back_is_the_checkpoint_bit_for_bit(tiny_run: Path, tmp_path):
+    from runner.model.hf_gpt2 import read_hf
+    from runner.model.transformer import Transformer
+
+    out = tmp_path / "hf"
+    assert main(["export", str(tiny_run), "--to", "hf", str(out)]) == 0
+    config, state = read_hf(out)
+    assert config == read_config(tiny_run).model
+    final = checkpoints.list_steps(tiny_run)[-1]
+    ours = checkpoints.load_model(tiny_run, final, config)
+    original = ours.state_dict()
+    assert state.keys() == original.keys()
+    assert all(torch.equal(state[k], original[k]) for k in state)
+    model = Transformer(config)
+    model.load_state_dict(state)
+    tokens = probe_tokens(tiny_run, 8)
+    with torch.no_grad():
+        assert torch.equal(model(tokens), ours(tokens))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model_type": "llama"}, "only GPT-2"),
+        ({"activation_function": "relu"}, "activation_function"),
+        ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx"),
+        ({"n_embd": "wide"}, "not a GPT-2 config"),
+    ],
+)
+def test_a_config_this_model_cannot_run_is_refused(tiny_run: Path, tmp_path, change, message):
+    from runner.model.hf_gpt2 import read_hf
+    from runner.model.rundir import RunError
+
+    out = tmp_path / "hf"
+    assert main(["export", str(tiny_run), "--to", "hf", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text()) | change
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match=message):
+        read_hf(out)

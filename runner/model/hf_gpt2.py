@@ -1,6 +1,7 @@
-"""A run's checkpoints as Hugging Face GPT-2 directories (`config.json` + `model.safetensors`).
+"""Hugging Face GPT-2 directories (`config.json` + `model.safetensors`): a run's checkpoints
+written as one, and one read back as our model.
 
-The model is GPT-2's architecture in nanoGPT's layout, so the export is a renaming: Hugging
+The model is GPT-2's architecture in nanoGPT's layout, so the conversion is a renaming: Hugging
 Face's `Conv1D` stores a linear layer's weight as [in, out], the transpose of `nn.Linear`'s,
 and the unembedding is tied to the token embedding (written once, as `transformer.wte`). No
 dependency on transformers: the files are written with safetensors and json, and a test loads
@@ -13,7 +14,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.model import checkpoints
@@ -101,3 +103,63 @@ def export_run(run_dir: Path, steps: list[int] | None, out: Path) -> list[Path]:
     if missing:
         raise RunError(f"{run_dir}: no checkpoint at step {missing[0]}")
     return [export_step(run_dir, s, out / f"checkpoint-{s}") for s in wanted]
+
+
+def model_config(hf: dict[str, object]) -> ModelConfig:
+    """Our config for a GPT-2 `config.json` this model can run exactly; refuses the others."""
+    if hf.get("model_type") != "gpt2":
+        raise RunError(f"model_type {hf.get('model_type')!r}: only GPT-2 checkpoints are read")
+    expected = {
+        "activation_function": "gelu_new",
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "tie_word_embeddings": True,
+    }
+    for key, value in expected.items():
+        if hf.get(key, value) != value:
+            raise RunError(f"config.json: {key} {hf[key]!r} is not supported (only {value!r})")
+    try:
+        return ModelConfig.model_validate(
+            {
+                "vocab_size": hf["vocab_size"],
+                "n_ctx": hf["n_positions"],
+                "d_model": hf["n_embd"],
+                "n_layers": hf["n_layer"],
+                "n_heads": hf["n_head"],
+                "d_ff": hf.get("n_inner") or 4 * int(hf["n_embd"]),  # type: ignore[call-overload]
+                "ln_eps": hf.get("layer_norm_epsilon", 1e-5),
+            }
+        )
+    except (KeyError, TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        raise RunError(f"config.json: not a GPT-2 config this model can run ({e})") from None
+
+
+def our_state_dict(tensors: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """The inverse of `hf_state_dict` (`lm_head.weight`, when written, must be the embedding)."""
+    try:
+        state = {ours: tensors[hf] for ours, hf in TOP_NAMES.items()}
+        for layer in range(n_layers):
+            for ours, (hf, transposed) in BLOCK_NAMES.items():
+                tensor = tensors[f"transformer.h.{layer}.{hf}"]
+                state[f"blocks.{layer}.{ours}"] = (
+                    tensor.t() if transposed else tensor
+                ).contiguous()
+    except KeyError as e:
+        raise RunError(f"model.safetensors: no tensor {e}") from None
+    head = tensors.get("lm_head.weight")
+    if head is not None and not torch.equal(head, state["embed.weight"]):
+        raise RunError("model.safetensors: lm_head.weight is not tied to transformer.wte.weight")
+    return state
+
+
+def read_hf(directory: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """A Hugging Face GPT-2 directory as our config and state dict."""
+    try:
+        hf = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        tensors = load_file(directory / "model.safetensors")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, SafetensorError) as e:
+        raise RunError(f"{directory}: not a readable Hugging Face directory ({e})") from None
+    if not isinstance(hf, dict):
+        raise RunError(f"{directory}/config.json: not a JSON object")
+    config = model_config(hf)
+    return config, our_state_dict(tensors, config.n_layers)
