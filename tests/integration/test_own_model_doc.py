@@ -1,0 +1,38 @@
+"""docs/own_model.md runs as written: its `hypo` commands and its Python snippets, in order, on
+the tiny run (its paths replaced)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from hypodsl.cli import main
+
+pytest.importorskip("transformers")
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "own_model.md"
+
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block, in order."""
+    return re.findall(r"```(sh|python)\n(.*?)```", text, re.S)
+
+
+def test_every_command_and_snippet_of_the_page_runs(tiny_run: Path, tmp_path: Path):
+    text = PAGE.read_text().replace("/tmp/hf-small", f"{tmp_path}/hf-small")
+    text = text.replace("runs/small", str(tiny_run))
+    found = blocks(text)
+    assert [lang for lang, _ in found].count("sh") == 1 and len(found) == 4
+    namespace: dict[str, object] = {}
+    for lang, body in found:
+        if lang == "sh":
+            for line in body.strip().splitlines():
+                argv = shlex.split(line)
+                assert argv[0] == "hypo" and main(argv[1:]) == 0, line
+        else:
+            exec(compile(body, str(PAGE), "exec"), namespace)
+    assert (tmp_path / "hf-small-all").is_dir()
+    assert namespace["float64"] < 1e-10  # type: ignore[operator]
