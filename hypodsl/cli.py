@@ -240,6 +240,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from runner.model.hf_gpt2 import import_series
+
+    out = Path(args.out)
+    ensure_writable_dir(out, "--out")
+    steps = import_series(Path(args.source), Path(args.data), out)
+    console.print(f"{len(steps)} checkpoints ({steps[0]} .. {steps[-1]}) imported into {out}")
+    return 0
+
+
 def _export_step(text: str) -> str:
     if text in ("final", "all") or (text.isdigit() and len(text) <= 12):
         return text
@@ -405,6 +415,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--to", dest="format", choices=["hf"], required=True, help="format: hf")
     export.add_argument("out", help="output directory")
     export.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser(
+        "import", help="a Hugging Face GPT-2 checkpoint series (checkpoint-STEP/) as a run"
+    )
+    imp.add_argument("source", help="directory of checkpoint-STEP/ folders, as Trainer writes")
+    imp.add_argument("--data", required=True, help="the stream-KV splits (`hypo data generate`)")
+    imp.add_argument("--out", required=True, help="the new run directory")
+    imp.set_defaults(func=cmd_import)
 
     from hypodsl.cli_features import add_parsers
 

@@ -1,5 +1,6 @@
 """Hugging Face GPT-2 directories (`config.json` + `model.safetensors`): a run's checkpoints
-written as one, and one read back as our model.
+written as one, one read back as our model, and a `Trainer`-style series of them
+(`checkpoint-N/`) imported as a run directory of the stream-KV task.
 
 The model is GPT-2's architecture in nanoGPT's layout, so the conversion is a renaming: Hugging
 Face's `Conv1D` stores a linear layer's weight as [in, out], the transpose of `nn.Linear`'s,
@@ -11,6 +12,8 @@ them with `transformers.GPT2LMHeadModel`.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -18,9 +21,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from runner.atomic import atomic_write_bytes, atomic_write_text
+from runner.kv import dataset
 from runner.model import checkpoints
-from runner.model.rundir import RunError, read_config
-from runner.model.transformer import ModelConfig
+from runner.model.configs import TrainConfig
+from runner.model.rundir import RunError, config_path, data_dir, read_config, write_signature
+from runner.model.transformer import ModelConfig, Transformer
+
+CHECKPOINT_DIR = re.compile(r"checkpoint-(\d{1,12})")
 
 # Our names inside a block -> Hugging Face's, and whether the weight is transposed (Conv1D).
 BLOCK_NAMES = {
@@ -163,3 +170,48 @@ def read_hf(directory: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
         raise RunError(f"{directory}/config.json: not a JSON object")
     config = model_config(hf)
     return config, our_state_dict(tensors, config.n_layers)
+
+
+def checkpoint_dirs(source: Path) -> dict[int, Path]:
+    """step -> `source/checkpoint-STEP/`, as `Trainer` names its checkpoints."""
+    if not source.is_dir():
+        raise RunError(f"{source}: not a directory of checkpoint-STEP/ folders")
+    found = {
+        int(m.group(1)): path
+        for path in source.iterdir()
+        if (m := CHECKPOINT_DIR.fullmatch(path.name)) and path.is_dir()
+    }
+    if not found:
+        raise RunError(f"{source}: no checkpoint-STEP/ folders")
+    return dict(sorted(found.items()))
+
+
+def import_series(source: Path, data: Path, out: Path) -> list[int]:
+    """Write the series in `source` as a run directory `out` of the stream-KV task whose
+    splits are in `data` (copied); returns the steps. The run's config.json holds the model's
+    shape and the last step; its training fields are defaults (checkpoints do not record them).
+    """
+    if config_path(out).exists():
+        raise RunError(f"{out} already holds a run; import into a new directory")
+    series = checkpoint_dirs(source)
+    manifest = dataset.load_manifest(data)  # a clear error if `data` holds no splits
+    loaded = {step: read_hf(path) for step, path in series.items()}
+    shapes = {config for config, _ in loaded.values()}
+    if len(shapes) > 1:
+        raise RunError(f"{source}: the checkpoints have different model configs")
+    (model_config,) = shapes
+    config = TrainConfig(
+        name=out.name, model=model_config, steps=max(series),
+        data=dataset.DataConfig.model_validate(manifest["config"]),
+    )  # fmt: skip
+    shutil.copytree(data, data_dir(out), dirs_exist_ok=True)
+    meta = {"config_hash": config.content_hash(), "data_hash": manifest["data_hash"]}
+    for step, (_, state) in loaded.items():
+        model = Transformer(model_config)
+        model.load_state_dict(state)
+        imported = {"imported_from": f"{series[step].name}/model.safetensors"}
+        checkpoints.save_checkpoint(out, step, model, {**meta, **imported})
+    write_signature(out, config, manifest)
+    # config.json last: it marks a whole run (an interrupted import can be run again)
+    atomic_write_text(config_path(out), config.model_dump_json(indent=2) + "\n")
+    return list(series)

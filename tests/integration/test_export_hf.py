@@ -106,3 +106,48 @@ def test_a_config_this_model_cannot_run_is_refused(tiny_run: Path, tmp_path, cha
     (out / "config.json").write_text(json.dumps(config))
     with pytest.raises(RunError, match=message):
         read_hf(out)
+
+
+SPEC = """study "round trip"
+probe iid = split test_iid n 16 seed 0
+claim learns "some accuracy at the end" { at final on iid: accuracy > 0.1 }
+claim head "a head's ablation" { at final on iid: accuracy with ablate(L1.H0, zero) <= accuracy }
+"""
+
+
+def test_export_then_import_gives_the_same_checkpoints_and_results(tiny_run: Path, tmp_path):
+    from hypodsl.compiler import compile_spec
+    from hypodsl.parser import parse
+    from runner.engine.study import run_study
+
+    series, run = tmp_path / "hf", tmp_path / "imported"
+    assert main(["export", str(tiny_run), "--step", "all", "--to", "hf", str(series)]) == 0
+    data = str(tiny_run / "data")
+    assert main(["import", str(series), "--data", data, "--out", str(run)]) == 0
+    steps = checkpoints.list_steps(tiny_run)
+    assert checkpoints.list_steps(run) == steps
+    # the same tensors written the same way: the same files, so the same cache keys
+    assert [checkpoints.verified_sha256(run, s) for s in steps] == [
+        checkpoints.verified_sha256(tiny_run, s) for s in steps
+    ]
+    plan = compile_spec(parse(SPEC, "trip.hyp"), SPEC, None)
+    original, imported = (run_study(plan, [r]).claims for r in (tiny_run, run))
+    assert [c.model_dump() for c in original] == [c.model_dump() for c in imported]
+
+
+def test_bad_imports_are_clear_errors(tiny_run: Path, tmp_path, capsys):
+    series = tmp_path / "hf"
+    assert main(["export", str(tiny_run), "--step", "all", "--to", "hf", str(series)]) == 0
+    data = str(tiny_run / "data")
+    assert (
+        main(["import", str(tmp_path / "none"), "--data", data, "--out", str(tmp_path / "a")]) == 2
+    )
+    assert main(["import", str(series), "--data", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
+    assert main(["import", str(series), "--data", data, "--out", str(tiny_run)]) == 2
+    wider = json.loads((series / "checkpoint-0" / "config.json").read_text()) | {"n_inner": 8}
+    (series / "checkpoint-0" / "config.json").write_text(json.dumps(wider))
+    assert main(["import", str(series), "--data", data, "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint-STEP/" in err or "not a directory" in err
+    assert "already holds a run" in err and "different model configs" in err
+    assert "Traceback" not in err

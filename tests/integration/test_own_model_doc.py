@@ -22,10 +22,10 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 
 def test_every_command_and_snippet_of_the_page_runs(tiny_run: Path, tmp_path: Path):
-    text = PAGE.read_text().replace("/tmp/hf-small", f"{tmp_path}/hf-small")
+    text = re.sub(r"/tmp/([\w-]+)", lambda m: f"{tmp_path}/{m.group(1)}", PAGE.read_text())
     text = text.replace("runs/small", str(tiny_run))
     found = blocks(text)
-    assert [lang for lang, _ in found].count("sh") == 1 and len(found) == 4
+    assert [lang for lang, _ in found].count("sh") == 2 and len(found) == 6
     namespace: dict[str, object] = {}
     for lang, body in found:
         if lang == "sh":
@@ -34,5 +34,5 @@ def test_every_command_and_snippet_of_the_page_runs(tiny_run: Path, tmp_path: Pa
                 assert argv[0] == "hypo" and main(argv[1:]) == 0, line
         else:
             exec(compile(body, str(PAGE), "exec"), namespace)
-    assert (tmp_path / "hf-small-all").is_dir()
+    assert (tmp_path / "hf-small-all").is_dir() and (tmp_path / "imported-small").is_dir()
     assert namespace["float64"] < 1e-10  # type: ignore[operator]
