@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -204,7 +205,7 @@ def import_series(source: Path, data: Path, out: Path) -> list[int]:
         name=out.name, model=model_config, steps=max(series),
         data=dataset.DataConfig.model_validate(manifest["config"]),
     )  # fmt: skip
-    shutil.copytree(data, data_dir(out), dirs_exist_ok=True)
+    _copy_splits(data, manifest, data_dir(out))
     meta = {"config_hash": config.content_hash(), "data_hash": manifest["data_hash"]}
     for step, (_, state) in loaded.items():
         model = Transformer(model_config)
@@ -215,3 +216,15 @@ def import_series(source: Path, data: Path, out: Path) -> list[int]:
     # config.json last: it marks a whole run (an interrupted import can be run again)
     atomic_write_text(config_path(out), config.model_dump_json(indent=2) + "\n")
     return list(series)
+
+
+def _copy_splits(data: Path, manifest: dict[str, Any], into: Path) -> None:
+    """The manifest and the split files it names (regular files only; hashes are checked when
+    a split is read)."""
+    names = ["dataset.json", *(f"{split}.safetensors" for split in manifest["sha256"])]
+    into.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = data / name
+        if not source.is_file():  # a FIFO or device would block or never end
+            raise RunError(f"{source}: not a regular file")
+        shutil.copyfile(source, into / name)
