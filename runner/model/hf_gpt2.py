@@ -89,9 +89,9 @@ def hf_state_dict(state: dict[str, torch.Tensor], n_layers: int) -> dict[str, to
     return out
 
 
-def export_step(run_dir: Path, step: int, out: Path) -> Path:
+def export_step(run_dir: Path, step: int, out: Path, config: ModelConfig | None = None) -> Path:
     """Write checkpoint `step` of a run as a Hugging Face directory `out`; returns `out`."""
-    config = read_config(run_dir).model
+    config = config or read_config(run_dir).model
     model = checkpoints.load_model(run_dir, step, config)  # refuses damaged weights
     state = {name: t.detach() for name, t in model.state_dict().items()}
     tensors = hf_state_dict(state, config.n_layers)
@@ -110,7 +110,8 @@ def export_run(run_dir: Path, steps: list[int] | None, out: Path) -> list[Path]:
     missing = sorted(set(wanted) - set(available))
     if missing:
         raise RunError(f"{run_dir}: no checkpoint at step {missing[0]}")
-    return [export_step(run_dir, s, out / f"checkpoint-{s}") for s in wanted]
+    config = read_config(run_dir).model
+    return [export_step(run_dir, s, out / f"checkpoint-{s}", config) for s in wanted]
 
 
 def model_config(hf: dict[str, object]) -> ModelConfig:
