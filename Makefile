@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: demo features reference seeds test test-fast lint fuzz setup clean
+.PHONY: demo features reference seeds induction test test-fast lint fuzz setup clean
 
 setup: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,interop]'
+	$(BIN)/pip install --quiet -e '.[dev,interop,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -53,14 +53,24 @@ reference: $(STAMP)
 	$(BIN)/hypo run specs/reference/ --run $(REF) --report reports --threads $(THREADS)
 
 # Five more seeds of the demo's `small` config (the draft's stage 6), then the seed matrix.
-SEEDS ?= 1 2 3 4 5
+# EXECUTOR=ray THREADS=1 trains them as Ray tasks, one per core (docs/own_model.md).
+SEEDS ?= 1..5
+EXECUTOR ?= local
 seeds: $(STAMP)
 	@test -f runs/small/data/dataset.json || $(MAKE) demo
-	for s in $(SEEDS); do \
-		test -d runs/seed-$$s/data || { mkdir -p runs/seed-$$s && cp -r runs/small/data runs/seed-$$s/; }; \
-		$(BIN)/hypo train --config small --seed $$s --out runs/seed-$$s --threads $(THREADS) || exit 1; \
-	done
+	$(BIN)/hypo train --config small --seeds $(SEEDS) --data runs/small/data --out runs \
+		--threads $(THREADS) --executor $(EXECUTOR)
 	$(BIN)/hypo run specs/seeds.hyp --report reports --threads $(THREADS)
+
+# A tiny GPT-2 trained with transformers on an induction task (about 80 s), imported through a
+# task file, then specs/induction.hyp (docs/own_model.md, "The induction example").
+IND := runs/induction
+induction: $(STAMP)
+	@test -f $(IND)_hf/checkpoints/checkpoint-1200/model.safetensors || $(BIN)/python \
+		examples/induction/train_gpt2.py --out $(IND)_hf --threads $(THREADS)
+	@test -f $(IND)/config.json || $(BIN)/hypo import $(IND)_hf/checkpoints --task $(IND)_hf/task \
+		--out $(IND)
+	$(BIN)/hypo run specs/induction.hyp --run $(IND) --report reports --threads $(THREADS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hypodsl import __version__
 from hypodsl.cli_common import (
@@ -210,11 +212,65 @@ def cmd_train(args: argparse.Namespace) -> int:
     except RunError as e:
         raise UsageError(str(e)) from None
     config = load_config(args.config)
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray-address: only with --executor ray")
+    if args.seeds is not None:
+        return _train_seeds(args, config, device)
+    if args.executor != "local" or args.data:
+        raise UsageError("--executor and --data: only with --seeds")
     if args.seed is not None:  # another seed of the same config: init and batch order change
         config = config.model_copy(update={"seed": args.seed})
     ensure_writable_dir(Path(args.out), "--out")
     train_with_progress(config, Path(args.out), console, device)
     return 0
+
+
+def _train_seeds(args: argparse.Namespace, config: Any, device: str) -> int:
+    """`hypo train --seeds A..B`: a seed matrix in OUT/seed-S/, one after another or on Ray."""
+    from runner.engine.progress import Silent
+    from runner.train.seeds import prepare, seed_dir, train_seed, trained
+
+    if args.seed is not None:
+        raise UsageError("--seed and --seeds: give one")
+    if device != "cpu":
+        raise UsageError("--seeds trains on the CPU (--device cpu)")
+    if not args.data:
+        raise UsageError("--seeds needs --data DIR: the splits every seed trains on")
+    out = Path(args.out)
+    ensure_writable_dir(out, "--out")
+    prepare(out, args.seeds, Path(args.data))
+    todo = [s for s in args.seeds if not trained(config, out, s)]
+    jobs = [(config.model_dump_json(), str(seed_dir(out, s)), s, args.threads) for s in todo]
+    started = time.perf_counter()
+    if args.executor == "ray":
+        from runner.engine.ray_executor import run_on_ray
+
+        seconds = run_on_ray(train_seed, jobs, args.threads or 1, Silent(), args.ray_address)
+    else:
+        seconds = [train_seed(*job) for job in jobs]
+    for seed, took in zip(todo, seconds, strict=True):
+        console.print(f"seed {seed}: trained to step {config.steps} in {took:.0f} s")
+    done = len(args.seeds) - len(todo)
+    console.print(
+        f"{len(todo)} seeds trained ({done} already were) in {time.perf_counter() - started:.0f} s"
+        f" into {out}/seed-S"
+    )
+    return 0
+
+
+def _seed_range(text: str) -> list[int]:
+    """`0..9` or `0,3,5` -> the seeds."""
+    try:
+        if ".." in text:
+            low, high = (int(x) for x in text.split(".."))
+            seeds = list(range(low, high + 1))
+        else:
+            seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}`: expected A..B or A,B,C") from None
+    if not seeds or min(seeds) < 0 or len(seeds) > 1000 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"`{text}`: expected 1 to 1000 distinct seeds >= 0")
+    return seeds
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -245,7 +301,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     ensure_writable_dir(out, "--out")
-    steps = import_series(Path(args.source), Path(args.data), out)
+    data = Path(args.data) if args.data else None
+    task = Path(args.task) if args.task else None
+    steps = import_series(Path(args.source), out, data=data, task=task)
     console.print(f"{len(steps)} checkpoints ({steps[0]} .. {steps[-1]}) imported into {out}")
     return 0
 
@@ -337,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=JOBS, default=1, help="checkpoints measured in parallel processes"
     )
     run.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="where checkpoints are measured: this process (and --jobs), or Ray tasks",
+    )  # fmt: skip
+    run.add_argument(
+        "--ray-address", metavar="ADDR",
+        help="a Ray cluster (HOST:PORT, ray://HOST:PORT or auto); default: a local instance",
+    )  # fmt: skip
+    run.add_argument(
         "--device", default="cpu", help="auto, cpu or cuda (default cpu; auto: a GPU if present)"
     )
     run.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
@@ -390,6 +456,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=SEED, help="the config's seed instead (weights' init and batch order)"
     )
     train.add_argument(
+        "--seeds", type=_seed_range, metavar="A..B",
+        help="a seed matrix: each seed into OUT/seed-S/ (with --data)",
+    )  # fmt: skip
+    train.add_argument("--data", help="with --seeds: the splits every seed trains on")
+    train.add_argument(
+        "--executor", choices=("local", "ray"), default="local",
+        help="with --seeds: train one after another here, or as Ray tasks",
+    )  # fmt: skip
+    train.add_argument("--ray-address", metavar="ADDR", help="a Ray cluster (default: local)")
+    train.add_argument(
         "--device", default="cpu", help="auto, cpu or cuda (default cpu; auto: a GPU if present)"
     )
     train.set_defaults(func=cmd_train)
@@ -419,8 +495,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser(
         "import", help="a Hugging Face GPT-2 checkpoint series (checkpoint-STEP/) as a run"
     )
-    imp.add_argument("source", help="directory of checkpoint-STEP/ folders, as Trainer writes")
-    imp.add_argument("--data", required=True, help="the stream-KV splits (`hypo data generate`)")
+    imp.add_argument(
+        "source",
+        help="directory of checkpoint-STEP/ folders, as Trainer writes, or a JSON file "
+        '{"STEP": "DIRECTORY", ...}',
+    )
+    task = imp.add_mutually_exclusive_group(required=True)
+    task.add_argument("--data", help="the stream-KV splits (`hypo data generate`)")
+    task.add_argument(
+        "--task", help="a task directory (task.json + SPLIT.jsonl; docs/own_model.md)"
+    )
     imp.add_argument("--out", required=True, help="the new run directory")
     imp.set_defaults(func=cmd_import)
 

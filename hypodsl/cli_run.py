@@ -85,6 +85,10 @@ def run_specs(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: expected a positive number of processes")
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray-address: only with --executor ray")
+    if args.executor == "ray" and args.jobs != 1:
+        raise UsageError("--jobs: Ray schedules the tasks itself; leave --jobs out")
     if args.update_baseline and not args.baseline:
         raise UsageError("--update-baseline: name the file with --baseline FILE")
     if args.run and not Path(args.run).is_dir():
@@ -171,7 +175,8 @@ def _run_one(
         result = run_study(
             plan, run_dirs, seed=args.seed, progress=progress, cache_dir=cache_dir,
             jobs=args.jobs, device=device, threads=args.threads, counts=counts,
-            trajectories=figures, seconds=seconds,
+            trajectories=figures, seconds=seconds, executor=args.executor,
+            ray_address=args.ray_address,
         )  # fmt: skip
     if args.verbose:
         text = read_spec(spec)

@@ -79,6 +79,12 @@ def grammar_path() -> Path:
 
 
 @lru_cache(maxsize=1)
+def reserved_words() -> frozenset[str]:
+    """The grammar's keywords (`first`, `over`, ...): a role or split cannot be named so."""
+    return frozenset(re.findall(r'"([A-Za-z_][A-Za-z0-9_]*)"', grammar_path().read_text()))
+
+
+@lru_cache(maxsize=1)
 def _lark() -> Lark:
     return Lark(
         grammar_path().read_text(),

@@ -103,8 +103,11 @@ class Engine:
         threads: int | None = None,
         trajectories: bool = False,
         shared_passes: bool = True,
+        ray_address: str | None = None,
+        executor: str = "local",
     ):
         self.plan, self.run_dir, self.seed = plan, run_dir, seed
+        self.executor, self.ray_address = executor, ray_address
         self.shared_passes = shared_passes  # False: one pass per quantity (for tests)
         self.trajectories = trajectories  # measure what figures draw too (Judge.reads)
         self._visited: set[tuple[int, str]] | None = None  # (step, probe) pairs tests read
@@ -255,6 +258,10 @@ class Engine:
 
     def _run_tasks(self, tasks: list[StepTask]) -> list[StepOutcome]:
         self.progress.phase("measure checkpoints", len(tasks))
+        if self.executor == "ray":
+            from runner.engine.ray_executor import measure_on_ray
+
+            return measure_on_ray(tasks, self.progress, self.ray_address)
         if self.jobs == 1 or len(tasks) < 2:
             outcomes = []
             for task in tasks:
@@ -484,6 +491,8 @@ def run_study(
     trajectories: bool = False,
     seconds: dict[str, float] | None = None,
     shared_passes: bool = True,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> results.StudyResult:
     """Judge a plan on one run, or on each run of a seed matrix and aggregate (k of n).
 
@@ -492,7 +501,8 @@ def run_study(
     gradient computation each): slower, and by test equal to the shared passes bit for bit.
     `counts`, when given, receives how many quantities were `requested` and `computed` (the
     rest came from the cache), and `seconds` each claim's wall time: both are kept out of the
-    result, which must not depend on the cache or the clock.
+    result, which must not depend on the cache or the clock. `executor="ray"` sends each
+    checkpoint's measurements to Ray (`runner.engine.ray_executor`; the same result).
     """
     if not run_dirs:
         raise RunError("no run directory to evaluate")
@@ -501,7 +511,7 @@ def run_study(
     for run_dir in run_dirs:
         engine = Engine(
             plan, run_dir, seed, progress, cache_dir, jobs, device, threads, trajectories,
-            shared_passes,
+            shared_passes, ray_address, executor,
         )  # fmt: skip
         measure_threads = engine.worker_threads()
         per_run.append((run_dir, *engine.run_claims()))

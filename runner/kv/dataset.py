@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -67,6 +67,8 @@ class Split:
     lengths: np.ndarray  # [seq] int64
     reads: ReadTable
     clean_tokens: np.ndarray | None = None  # counterfactual only: the unedited program
+    # (first token, count) of the tokens an answer can be; None: the benchmark's value tokens
+    answer_tokens: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -81,7 +83,10 @@ class Split:
         reads = reads.subset(order)
         reads = ReadTable(new_index[reads.sequence], reads.target, reads.single, reads.sets)
         clean = None if self.clean_tokens is None else self.clean_tokens[indices]
-        return Split(self.name, self.tokens[indices], self.lengths[indices], reads, clean)
+        return Split(
+            self.name, self.tokens[indices], self.lengths[indices], reads, clean,
+            self.answer_tokens,
+        )  # fmt: skip
 
 
 def draw_heldout_pairs(seed: int, fraction: float) -> np.ndarray:
@@ -191,7 +196,7 @@ def generate(
         if split == "counterfactual":
             out["clean_tokens"] = _pad([to_tokens(c) for _, c in pairs if c], config.max_len)
         if split != "train":
-            out.update(_read_table_arrays(build_read_table(out["tokens"].astype(np.int64))))
+            out.update(read_table_arrays(build_read_table(out["tokens"].astype(np.int64))))
         arrays[split] = out
         if callable(progress):
             progress(split)
@@ -199,19 +204,22 @@ def generate(
     return arrays
 
 
-def _read_table_arrays(table: ReadTable) -> dict[str, np.ndarray]:
+def read_table_arrays(table: ReadTable) -> dict[str, np.ndarray]:
+    """A read table as the arrays of a split file (`role_NAME` per role)."""
     out = {"read_sequence": table.sequence, "read_target": table.target}
-    out.update({f"role_{r}": table.single[r] for r in SINGLE_ROLES})
-    out.update({f"role_{r}": table.sets[r].astype(np.uint8) for r in SET_ROLES})
+    out.update({f"role_{r}": v for r, v in table.single.items()})
+    out.update({f"role_{r}": v.astype(np.uint8) for r, v in table.sets.items()})
     return out
 
 
-def _read_table_from_arrays(arrays: dict[str, np.ndarray]) -> ReadTable:
+def _read_table_from_arrays(
+    arrays: dict[str, np.ndarray], single: Sequence[str], sets: Sequence[str]
+) -> ReadTable:
     return ReadTable(
         sequence=arrays["read_sequence"].astype(np.int64),
         target=arrays["read_target"].astype(np.int64),
-        single={r: arrays[f"role_{r}"].astype(np.int64) for r in SINGLE_ROLES},
-        sets={r: arrays[f"role_{r}"].astype(bool) for r in SET_ROLES},
+        single={r: arrays[f"role_{r}"].astype(np.int64) for r in single},
+        sets={r: arrays[f"role_{r}"].astype(bool) for r in sets},
     )
 
 
@@ -242,7 +250,11 @@ def _safetensors_bytes(tensors: dict[str, np.ndarray]) -> bytes:
 
 
 class Manifest(BaseModel):
-    """dataset.json: what was generated, and the SHA-256 of every split file."""
+    """dataset.json: what was generated, and the SHA-256 of every split file.
+
+    A task imported from a task file (`runner.task`) also names its roles (`roles`: single
+    positions, the scored `answer` first; `set_roles`), its `token_names` and `answer_tokens`.
+    """
 
     model_config = ConfigDict(extra="allow")
 
@@ -250,6 +262,14 @@ class Manifest(BaseModel):
     splits: dict[str, int]
     sha256: dict[str, str]
     data_hash: str
+    roles: list[str] = list(SINGLE_ROLES)
+    set_roles: list[str] = list(SET_ROLES)
+    answer_tokens: tuple[int, int] | None = None
+
+
+def role_names(manifest: dict[str, Any]) -> list[str]:
+    """Every role a spec may name on this data: single-position roles, then sets."""
+    return [*manifest.get("roles", SINGLE_ROLES), *manifest.get("set_roles", SET_ROLES)]
 
 
 class DataError(UserError):
@@ -267,10 +287,13 @@ def load_manifest(data_dir: Path) -> dict:
 
 def _load_arrays(data_dir: Path, split: str) -> dict[str, np.ndarray]:
     """A split's arrays, after checking its file against dataset.json's SHA-256."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")
+    manifest = load_manifest(data_dir)
+    if split not in manifest["splits"]:
+        raise DataError(
+            f"{data_dir}: no split {split!r}; splits are {', '.join(manifest['splits'])}"
+        )
     path = data_dir / f"{split}.safetensors"
-    expected = load_manifest(data_dir)["sha256"].get(split)
+    expected = manifest["sha256"].get(split)
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/")):
@@ -297,12 +320,18 @@ def load_split(data_dir: Path, split: str, limit: int | None = None) -> Split:
     The train split stores no read table; it is built here for the sequences asked for.
     """
     arrays = _load_arrays(data_dir, split)
+    manifest = load_manifest(data_dir)
     n = len(arrays["tokens"]) if limit is None else min(limit, len(arrays["tokens"]))
     tokens = arrays["tokens"][:n].astype(np.int64)
     if "read_sequence" in arrays:
-        table = _read_table_from_arrays(arrays)
+        single = manifest.get("roles", SINGLE_ROLES)
+        table = _read_table_from_arrays(arrays, single, manifest.get("set_roles", SET_ROLES))
         reads = table.subset(table.sequence < n)
     else:
         reads = build_read_table(tokens)
     clean = arrays["clean_tokens"][:n].astype(np.int64) if "clean_tokens" in arrays else None
-    return Split(split, tokens, arrays["lengths"][:n].astype(np.int64), reads, clean)
+    answer_tokens = manifest.get("answer_tokens")
+    return Split(
+        split, tokens, arrays["lengths"][:n].astype(np.int64), reads, clean,
+        None if answer_tokens is None else (int(answer_tokens[0]), int(answer_tokens[1])),
+    )  # fmt: skip

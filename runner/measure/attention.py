@@ -12,6 +12,8 @@ For head h at a read r with query position f (the `from` role, usually `answer`)
   s_v = (centre(o_v) ⊙ w_lnf) · E_{v'} for every value v'. The head copies v when s_v[v] is
   strictly the largest. The per-read value is 1 when the head copies the read's target.
   (The final LayerNorm's scale is positive and common to all v', so it cannot change the argmax.)
+  On a task imported from a task file, "value tokens" are the task's `answer_tokens` (by default
+  the whole vocabulary: the usual copying score of an induction head).
 """
 
 from __future__ import annotations
@@ -70,10 +72,13 @@ def qk_gap(
 
 
 @torch.no_grad()
-def ov_copy_table(model: Transformer, layer: int, head: int) -> torch.Tensor:
+def ov_copy_table(
+    model: Transformer, layer: int, head: int, answer_tokens: tuple[int, int] | None = None
+) -> torch.Tensor:
     """[value] bool: whether the head's OV circuit ranks each value token first among values."""
     device = model.embed.weight.device
-    values = torch.arange(vocab.FIRST_VALUE, vocab.FIRST_VALUE + vocab.N_VALUES, device=device)
+    first, count = (vocab.FIRST_VALUE, vocab.N_VALUES) if answer_tokens is None else answer_tokens
+    values = torch.arange(first, first + count, device=device)
     embedded = model.embed.weight[values]  # [value, d_model]
     x = model.block(layer).ln1(embedded[None])[0]
     w_v, b_v = qkv_weight(model, layer, "v")
@@ -88,5 +93,6 @@ def ov_copy_table(model: Transformer, layer: int, head: int) -> torch.Tensor:
 
 def ov_copy(model: Transformer, probe: ProbeBatch, layer: int, head: int) -> torch.Tensor:
     """[read] 1.0 when the head's OV circuit copies the read's target value token, else 0.0."""
-    table = ov_copy_table(model, layer, head)
-    return table[probe.target - vocab.FIRST_VALUE].float()
+    table = ov_copy_table(model, layer, head, probe.answer_tokens)
+    first = vocab.FIRST_VALUE if probe.answer_tokens is None else probe.answer_tokens[0]
+    return table[probe.target - first].float()

@@ -161,15 +161,25 @@ def per_example_gradients(
 
 
 def group_labels(probe: ProbeBatch, by: str) -> np.ndarray:
-    """[read] group of each read: its key, its value, or its (key, value) pair."""
-    key = probe.tokens[probe.read_seq, probe.answer].numpy() - vocab.FIRST_KEY
-    value = probe.target.numpy() - vocab.FIRST_VALUE
+    """[read] group of each read: its key, its value, or its (key, value) pair.
+
+    On a task from a task file the key is the token at the scored position and the value is
+    the target, as token ids.
+    """
+    if probe.answer_tokens is None:
+        key = probe.tokens[probe.read_seq, probe.answer].numpy() - vocab.FIRST_KEY
+        value = probe.target.numpy() - vocab.FIRST_VALUE
+        n_values = vocab.N_VALUES
+    else:
+        key = probe.tokens[probe.read_seq, probe.answer].numpy()
+        value = probe.target.numpy()
+        n_values = int(max(probe.tokens.max().item(), probe.target.max().item(), 0)) + 1
     if by == "key":
         return key
     if by == "value":
         return value
     if by == "pair":
-        return key * vocab.N_VALUES + value
+        return key * n_values + value
     raise ValueError(f"unknown grouping `{by}`; use one of {', '.join(GROUPS)}")
 
 

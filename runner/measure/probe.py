@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from runner.kv.dataset import Split
-from runner.kv.roles import SINGLE_ROLES, ReadTable
+from runner.kv.roles import ReadTable
 from runner.measure import behaviour
 from runner.model.hooks import run_with_cache
 from runner.model.transformer import Transformer
@@ -27,6 +27,7 @@ class ProbeBatch:
     answer: torch.Tensor  # [read] int64 position of the read's answer
     target: torch.Tensor  # [read] int64 value token
     reads: ReadTable
+    answer_tokens: tuple[int, int] | None = None  # see `Split.answer_tokens`
 
     @classmethod
     def from_split(cls, split: Split) -> ProbeBatch:
@@ -38,6 +39,7 @@ class ProbeBatch:
             answer=torch.as_tensor(split.reads.single["answer"], dtype=torch.int64),
             target=torch.as_tensor(split.reads.target, dtype=torch.int64),
             reads=split.reads,
+            answer_tokens=split.answer_tokens,
         )
 
     def to(self, device: torch.device | str) -> ProbeBatch:
@@ -46,7 +48,7 @@ class ProbeBatch:
             name: getattr(self, name).to(device)
             for name in ("tokens", "lengths", "read_seq", "answer", "target")
         }
-        return ProbeBatch(**move, reads=self.reads)
+        return ProbeBatch(**move, reads=self.reads, answer_tokens=self.answer_tokens)
 
     @property
     def device(self) -> torch.device:
@@ -69,7 +71,7 @@ class ProbeBatch:
 
     def role_positions(self, role: str) -> torch.Tensor:
         """[read] position of a single-position role."""
-        if role not in SINGLE_ROLES:
+        if role not in self.reads.single:
             raise ValueError(f"role `{role}` is a set of positions, not one position")
         return torch.as_tensor(self.reads.single[role], dtype=torch.int64, device=self.device)
 

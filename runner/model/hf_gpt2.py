@@ -1,6 +1,6 @@
 """Hugging Face GPT-2 directories (`config.json` + `model.safetensors`): a run's checkpoints
 written as one, one read back as our model, and a `Trainer`-style series of them
-(`checkpoint-N/`) imported as a run directory of the stream-KV task.
+(`checkpoint-N/`) imported as a run directory of the stream-KV task or of a task file's task.
 
 The model is GPT-2's architecture in nanoGPT's layout, so the conversion is a renaming: Hugging
 Face's `Conv1D` stores a linear layer's weight as [in, out], the transpose of `nn.Linear`'s,
@@ -175,7 +175,10 @@ def read_hf(directory: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
 
 
 def checkpoint_dirs(source: Path) -> dict[int, Path]:
-    """step -> `source/checkpoint-STEP/`, as `Trainer` names its checkpoints."""
+    """step -> checkpoint directory: `source/checkpoint-STEP/` as `Trainer` names them, or,
+    when `source` is a JSON file, its `{"STEP": "DIR", ...}` (DIR relative to the file)."""
+    if source.is_file() and source.suffix == ".json":
+        return _listed_dirs(source)
     if not source.is_dir():
         raise RunError(f"{source}: not a directory of checkpoint-STEP/ folders")
     found = {
@@ -188,25 +191,63 @@ def checkpoint_dirs(source: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def import_series(source: Path, data: Path, out: Path) -> list[int]:
-    """Write the series in `source` as a run directory `out` of the stream-KV task whose
-    splits are in `data` (copied); returns the steps. The run's config.json holds the model's
-    shape and the last step; its training fields are defaults (checkpoints do not record them).
+def _listed_dirs(listing: Path) -> dict[int, Path]:
+    try:
+        data = json.loads(listing.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{listing}: not a JSON list of checkpoints ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise RunError(f'{listing}: expected {{"STEP": "DIRECTORY", ...}}')
+    found = {}
+    for step, directory in data.items():
+        if not (isinstance(step, str) and step.isdigit() and len(step) <= 12):
+            raise RunError(f"{listing}: `{step}` is not a step (a whole number)")
+        if not isinstance(directory, str):
+            raise RunError(f"{listing}: step {step}: the directory must be a string")
+        path = listing.parent / directory
+        if not path.is_dir():
+            raise RunError(f"{listing}: step {step}: {path} is not a directory")
+        found[int(step)] = path
+    return dict(sorted(found.items()))
+
+
+def import_series(
+    source: Path, out: Path, data: Path | None = None, task: Path | None = None
+) -> list[int]:
+    """Write the series in `source` as a run directory `out`; returns the steps.
+
+    The run's task is either the stream-KV benchmark whose splits are in `data` (copied) or a
+    task file directory `task` (checked and converted, see `runner.task.taskfile`). The run's
+    config.json holds the model's shape and the last step; its training fields are defaults
+    (checkpoints do not record them).
     """
+    from runner.task.taskfile import write_task_data
+
+    if (data is None) == (task is None):
+        raise RunError("import needs exactly one of --data (a stream-KV dataset) or --task")
     if config_path(out).exists():
         raise RunError(f"{out} already holds a run; import into a new directory")
     series = checkpoint_dirs(source)
-    manifest = dataset.load_manifest(data)  # a clear error if `data` holds no splits
+    manifest = dataset.load_manifest(data) if data is not None else None  # clear error if none
     loaded = {step: read_hf(path) for step, path in series.items()}
     shapes = {config for config, _ in loaded.values()}
     if len(shapes) > 1:
         raise RunError(f"{source}: the checkpoints have different model configs")
     (model_config,) = shapes
-    config = TrainConfig(
-        name=out.name, model=model_config, steps=max(series),
-        data=dataset.DataConfig.model_validate(manifest["config"]),
-    )  # fmt: skip
-    _copy_splits(data, manifest, data_dir(out))
+    if data is not None and manifest is not None:
+        data_config = dataset.DataConfig.model_validate(manifest["config"])
+        copy_splits(data, manifest, data_dir(out))
+    else:
+        assert task is not None
+        manifest = write_task_data(task, data_dir(out), model_config.n_ctx)
+        vocab_size = manifest["config"]["vocab_size"]
+        if vocab_size > model_config.vocab_size:
+            raise RunError(
+                f"{task}/task.json: vocab_size {vocab_size} is larger than the model's "
+                f"({model_config.vocab_size})"
+            )
+        data_config = dataset.DataConfig()
+    config = TrainConfig(name=out.name, model=model_config, steps=max(series), data=data_config)
     meta = {"config_hash": config.content_hash(), "data_hash": manifest["data_hash"]}
     for step, (_, state) in loaded.items():
         model = Transformer(model_config)
@@ -219,7 +260,7 @@ def import_series(source: Path, data: Path, out: Path) -> list[int]:
     return list(series)
 
 
-def _copy_splits(data: Path, manifest: dict[str, Any], into: Path) -> None:
+def copy_splits(data: Path, manifest: dict[str, Any], into: Path) -> None:
     """The manifest and the split files it names (regular files only; hashes are checked when
     a split is read)."""
     names = ["dataset.json", *(f"{split}.safetensors" for split in manifest["sha256"])]

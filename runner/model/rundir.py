@@ -23,8 +23,7 @@ from hypodsl.errors import UserError
 from hypodsl.jsonfile import load_signature, read_json, validated
 from runner.atomic import atomic_write_text
 from runner.kv import vocab
-from runner.kv.dataset import SPLITS
-from runner.kv.roles import ROLE_NAMES
+from runner.kv.dataset import role_names
 from runner.model.checkpoints import list_steps
 from runner.model.configs import TrainConfig
 
@@ -63,9 +62,9 @@ def write_signature(run_dir: Path, config: TrainConfig, data_manifest: dict[str,
             "d_ff": m.d_ff,
             "n_ctx": m.n_ctx,
         },
-        "vocab": vocab.token_names(),
-        "roles": list(ROLE_NAMES),
-        "splits": {s: data_manifest["splits"][s] for s in SPLITS},
+        "vocab": data_manifest.get("token_names") or vocab.token_names(),
+        "roles": role_names(data_manifest),
+        "splits": dict(data_manifest["splits"]),
         "checkpoints": list_steps(run_dir),
         "final_step": config.steps,
         "data_hash": data_manifest["data_hash"],

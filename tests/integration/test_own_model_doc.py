@@ -12,6 +12,7 @@ import pytest
 from hypodsl.cli import main
 
 pytest.importorskip("transformers")
+ray = pytest.importorskip("ray")
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "own_model.md"
 
@@ -21,11 +22,18 @@ def blocks(text: str) -> list[tuple[str, str]]:
     return re.findall(r"```(sh|python)\n(.*?)```", text, re.S)
 
 
-def test_every_command_and_snippet_of_the_page_runs(tiny_run: Path, tmp_path: Path):
+@pytest.fixture
+def stop_ray():
+    yield
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def test_every_command_and_snippet_of_the_page_runs(tiny_run: Path, tmp_path: Path, stop_ray):
     text = re.sub(r"/tmp/([\w-]+)", lambda m: f"{tmp_path}/{m.group(1)}", PAGE.read_text())
     text = text.replace("runs/small", str(tiny_run))
     found = blocks(text)
-    assert [lang for lang, _ in found].count("sh") == 2 and len(found) == 6
+    assert [lang for lang, _ in found].count("sh") == 4 and len(found) == 9
     namespace: dict[str, object] = {}
     for lang, body in found:
         if lang == "sh":
@@ -35,4 +43,6 @@ def test_every_command_and_snippet_of_the_page_runs(tiny_run: Path, tmp_path: Pa
         else:
             exec(compile(body, str(PAGE), "exec"), namespace)
     assert (tmp_path / "hf-small-all").is_dir() and (tmp_path / "imported-small").is_dir()
+    assert (tmp_path / "two-back-run" / "data" / "held.safetensors").is_file()
+    assert (tmp_path / "seed-matrix" / "seed-2" / "checkpoints" / "step_000060.json").is_file()
     assert namespace["float64"] < 1e-10  # type: ignore[operator]

@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "lang": {"lang"},
     "base": {"base", "lang"},
     "kv": {"base", "lang", "kv"},
-    "model": {"base", "lang", "kv", "model"},
+    "task": {"base", "lang", "kv", "task"},
+    "model": {"base", "lang", "kv", "task", "model"},
     "features": {"base", "lang", "kv", "model", "features"},
     "measure": {"base", "lang", "kv", "model", "features", "measure"},
     "train": {"base", "lang", "kv", "model", "measure", "train"},
@@ -34,7 +35,7 @@ CLI_MODULES = {
     "hypodsl.cli", "hypodsl.cli_common", "hypodsl.cli_features", "hypodsl.cli_run",
     "hypodsl.pytest_plugin",
 }  # fmt: skip
-RUNNER_STAGES = ("kv", "model", "features", "measure", "train", "stats", "engine", "report")
+RUNNER_STAGES = ("kv", "task", "model", "features", "measure", "train", "stats", "engine", "report")
 
 
 @dataclass(frozen=True)
