@@ -344,6 +344,7 @@ class _Compiler(FeatureChecks):
             exploratory=st.exploratory,
             prior=self.prior_status(st),
             pending=st.pending,
+            pending_reason=st.pending_reason,
             predictions=tuple(self.prediction(pr) for pr in st.predictions),
             source=_ref(st.pos),
         )

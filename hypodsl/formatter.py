@@ -194,7 +194,10 @@ def statement_head(st: s.Statement) -> str:
             head = f"claim {name.text} {string(text)}" + (f" expect {expect}" if expect else "")
             head += " exploratory" if st.exploratory else ""
             head += f" prior {string(st.prior)}" if st.prior is not None else ""
-            return head + (" pending" if pending else " {")
+            if not pending:
+                return head + " {"
+            reason = f" {string(st.pending_reason)}" if st.pending_reason is not None else ""
+            return head + " pending" + reason
     raise TypeError(st)
 
 

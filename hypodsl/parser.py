@@ -400,8 +400,8 @@ class _ToSyntax(FeatureRules):
         found = dict(options)  # each option once: a repeat keeps the last (the compiler warns)
         return s.Claim(
             self._p(meta), self._name(name), _string(text, self.uri), found.get("expect"),
-            pending, predictions, "exploratory" in found, found.get("prior"),
-            tuple(k for k, _ in options),
+            pending is not False, predictions, "exploratory" in found, found.get("prior"),
+            tuple(k for k, _ in options), pending if isinstance(pending, str) else None,
         )  # fmt: skip
 
     def expectation(self, meta: Meta, c: list) -> tuple[str, str]:
@@ -416,8 +416,14 @@ class _ToSyntax(FeatureRules):
     def claim_items(self, meta: Meta, c: list) -> tuple[bool, tuple]:
         return False, tuple(c)
 
-    def claim_pending(self, meta: Meta, c: list) -> tuple[bool, tuple]:
-        return True, ()
+    def claim_pending(self, meta: Meta, c: list) -> tuple[bool | str, tuple]:
+        """`pending`, or `pending "why"`: the reason, a non-empty string, or True."""
+        if not c:
+            return True, ()
+        reason = _string(c[0], self.uri)
+        if not reason.strip():
+            raise HypSyntaxError("a pending claim's reason is empty", _tok_pos(self.uri, c[0]))
+        return reason, ()
 
     def timed_prediction(self, meta: Meta, c: list) -> s.TimedPrediction:
         when, *rest = c

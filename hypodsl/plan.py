@@ -274,6 +274,8 @@ class ClaimPlan(Frozen):
     statement: str
     expect: Verdict | None = None
     pending: bool = False  # stated, not yet testable: reported as a next test, never run
+    # why it is pending, as the spec says; left out of the plan's JSON (and hash) when absent
+    pending_reason: str | None = Field(default=None, exclude_if=lambda reason: reason is None)
     exploratory: bool = False  # found by exploring this run: Current best hypothesis at best
     prior: str | None = None  # the status it had before this study (one of PRIOR_STATUSES)
     predictions: tuple[Prediction, ...]

@@ -370,6 +370,7 @@ class Claim(Node):
     exploratory: bool = False  # found by exploring this run; not yet replicated
     prior: str | None = None  # the status it had before this study (a draft's, say)
     options: tuple[str, ...] = field(default=(), compare=False)  # as written, for checks
+    pending_reason: str | None = None  # `pending "why"`: why it cannot be tested yet
 
 
 Statement = (

@@ -67,6 +67,11 @@ def unsupported_feature(
     return None
 
 
+def pending_reason(claim: p.ClaimPlan) -> str:
+    """What the ledger says of a pending claim: the spec's reason when it gives one."""
+    return f"pending: {claim.pending_reason or 'a next test, not run'}"
+
+
 def probe_hash(split: dataset.Split, probe: p.Probe) -> str:
     """The identity of a probe's content: its tokens (the reads follow from them)."""
     h = hashlib.sha256(probe.model_dump_json(exclude={"name"}).encode())
@@ -391,7 +396,7 @@ class Engine:
         )
         if claim.pending:
             return claim_result(
-                verdict="unsupported", reason="pending: a next test, not run", pending=True,
+                verdict="unsupported", reason=pending_reason(claim), pending=True,
                 predictions=(),
             )  # fmt: skip
         preds = []

@@ -44,6 +44,7 @@ claim births "Loss under 5.3 comes before loss under 4.95" {
   birth(loss < 5.3) before birth(loss < 4.95) on iid
 }
 claim later "Stated, not yet testable" pending
+claim why_later "Stated, with why it waits" pending "no quantity for it yet"
 """
 
 
@@ -92,6 +93,8 @@ def test_the_ledger_renders_to_html_with_tables_links_and_figures(tiny_run: Path
     assert page.tables == 2 + len(run_claims)
     assert "<p>|" not in markdown.markdown(text, extensions=["tables"])  # no broken table
     assert "| Next test |" in text and "**Next test**" in text
+    assert "**Next test** — pending: no quantity for it yet" in text
+    assert "**Next test** — pending: a next test, not run" in text
     # one figure per claim that ran; every image resolves and opens as a PNG
     assert len(page.images) == len(run_claims) == len(written.figures)
     for src in page.images:

@@ -51,6 +51,17 @@ def test_a_spec_compiles_to_a_plan_that_round_trips_through_json():
     assert compile_text(GOOD.replace("0.8", "0.7")).content_hash() != plan.content_hash()
 
 
+def test_a_pending_claim_keeps_its_reason_and_a_bare_one_its_plan_json():
+    text = 'study "S"\nclaim a "t" pending "no quantity for it yet"\nclaim b "u" pending\n'
+    a, b = compile_text(text).claims
+    assert a.pending and a.pending_reason == "no quantity for it yet"
+    assert b.pending and b.pending_reason is None
+    # no reason, no key: the plans (and plan hashes) of specs written before reasons existed
+    assert "pending_reason" not in b.model_dump_json()
+    assert '"pending_reason":"no quantity for it yet"' in a.model_dump_json()
+    assert type(a).model_validate_json(a.model_dump_json()) == a
+
+
 def test_demo_spec_checks_clean():
     text = (SPECS / "demo.hyp").read_text()
     plan = compile_text(text)
@@ -79,6 +90,7 @@ def test_demo_spec_checks_clean():
             "expected `*`, `+`, `-`, `/`, `at`, `birth`, `over` or `}` after `0.8`",
         ),
         ('stduy "S"', 1, 1, "found `stduy`"),
+        ('study "S"\nclaim a "t" pending " "', 2, 21, "a pending claim's reason is empty"),
         ('study "S" $', 1, 11, "unexpected character `$`"),
     ],
 )
