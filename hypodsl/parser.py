@@ -396,12 +396,12 @@ class _ToSyntax(FeatureRules):
 
     # claims
     def claim(self, meta: Meta, c: list) -> s.Claim:
-        name, text, *options, (pending, predictions) = c
+        name, text, *options, (pending, reason, predictions) = c
         found = dict(options)  # each option once: a repeat keeps the last (the compiler warns)
         return s.Claim(
             self._p(meta), self._name(name), _string(text, self.uri), found.get("expect"),
-            pending is not False, predictions, "exploratory" in found, found.get("prior"),
-            tuple(k for k, _ in options), pending if isinstance(pending, str) else None,
+            pending, predictions, "exploratory" in found, found.get("prior"),
+            tuple(k for k, _ in options), reason,
         )  # fmt: skip
 
     def expectation(self, meta: Meta, c: list) -> tuple[str, str]:
@@ -413,17 +413,17 @@ class _ToSyntax(FeatureRules):
     def prior(self, meta: Meta, c: list) -> tuple[str, str]:
         return "prior", _string(c[0], self.uri)
 
-    def claim_items(self, meta: Meta, c: list) -> tuple[bool, tuple]:
-        return False, tuple(c)
+    def claim_items(self, meta: Meta, c: list) -> tuple[bool, None, tuple]:
+        return False, None, tuple(c)
 
-    def claim_pending(self, meta: Meta, c: list) -> tuple[bool | str, tuple]:
-        """`pending`, or `pending "why"`: the reason, a non-empty string, or True."""
+    def claim_pending(self, meta: Meta, c: list) -> tuple[bool, str | None, tuple]:
+        """`pending`, or `pending "why"` with a reason that is not blank."""
         if not c:
-            return True, ()
+            return True, None, ()
         reason = _string(c[0], self.uri)
         if not reason.strip():
             raise HypSyntaxError("a pending claim's reason is empty", _tok_pos(self.uri, c[0]))
-        return reason, ()
+        return True, reason, ()
 
     def timed_prediction(self, meta: Meta, c: list) -> s.TimedPrediction:
         when, *rest = c
