@@ -56,9 +56,14 @@ def validated(path: Path, model: type[BaseModel], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(the whole file)"
-        raise JsonFileError(f"{path}: field `{where}`: {first['msg']}") from None
+        raise JsonFileError(f"{path}: {first_wrong_field(e, '(the whole file)')}") from None
+
+
+def first_wrong_field(error: ValidationError, whole: str) -> str:
+    """The first error as "field `a.b`: message" (`whole` names a top-level one)."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or whole
+    return f"field `{where}`: {first['msg']}"
 
 
 class _SignatureModel(BaseModel):

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hypodsl.errors import UserError
-from hypodsl.jsonfile import read_json, validated
+from hypodsl.jsonfile import first_wrong_field, read_json, validated
 from hypodsl.parser import reserved_words
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.kv.dataset import read_table_arrays
@@ -176,9 +176,7 @@ def _parse_line(path: Path, number: int, raw: bytes) -> SequenceLine:
     try:
         return SequenceLine.model_validate(data)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(the whole line)"
-        raise TaskError(f"{path}:{number}: field `{where}`: {first['msg']}") from None
+        raise TaskError(f"{path}:{number}: {first_wrong_field(e, '(the whole line)')}") from None
 
 
 def _check_line(path: Path, number: int, line: SequenceLine, spec: TaskSpec, n_ctx: int) -> None:
