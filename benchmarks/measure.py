@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from hypodsl import plan as p
+from runner.engine.allocator import keep_freed_memory
 from runner.kv.dataset import DataConfig, Split, generate
 from runner.kv.roles import build_read_table
 from runner.measure import behaviour, sweep
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--subset", type=int, default=64, help="reads timed for vmap and loop")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the engine does: both sides of every ratio run with it
     model, probe = make_model(args.weights), make_probe(args.sequences)
     rows = (probe.read_seq, probe.answer)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads

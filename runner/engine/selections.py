@@ -188,14 +188,15 @@ class Selector:
         for s in steps:
             if s not in ctx.hashes:
                 raise SelectionError(f"checkpoint {s} is unreadable")
+        # A feature criterion's values are every feature's of the basis, whichever family it
+        # names (`among` picks from them later): two families of one basis share them.
+        criterion = self._key(c) if sel.unit == "neurons" else c.quantity
         key = entry_key(
             checkpoint=ctx.hashes[steps[0]],
             dependencies=[ctx.hashes[s] for s in steps[1:]] + [basis.info.weights_sha256],
             probe=ctx.probe_hashes[sel.probe],
             patch_probes={},
-            quantity=json.dumps(
-                {"select": sel.unit, "layer": sel.layer, "criterion": self._key(c)}
-            ),
+            quantity=json.dumps({"select": sel.unit, "layer": sel.layer, "criterion": criterion}),
             seed=ctx.seed,
             device=ctx.device,
             threads=ctx.threads,

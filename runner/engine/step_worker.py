@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hypodsl import plan as p
+from runner.engine.allocator import keep_freed_memory
 from runner.engine.cache import MeasurementCache
 from runner.features.basis import Basis, BasisError, load_basis
 from runner.kv import dataset
@@ -115,6 +116,7 @@ def measure_step(task: StepTask) -> StepOutcome:
     if not missing:
         return StepOutcome(task.step, values, errors, None, 0)
     started = time.perf_counter()
+    keep_freed_memory()
     if task.threads:
         torch.set_num_threads(task.threads)
     config = read_config(task.run_dir)

@@ -29,6 +29,7 @@ import torch
 from hypodsl import __version__
 from hypodsl import plan as p
 from runner.engine import selections
+from runner.engine.allocator import keep_freed_memory
 from runner.engine.cache import MeasurementCache, entry_key
 from runner.engine.progress import Progress, Silent
 from runner.engine.step_worker import StepOutcome, StepTask, load_probes, measure_step, resolve_step
@@ -509,6 +510,7 @@ def run_study(
     result, which must not depend on the cache or the clock. `executor="ray"` sends each
     checkpoint's measurements to Ray (`runner.engine.ray_executor`; the same result).
     """
+    keep_freed_memory()
     if not run_dirs:
         raise RunError("no run directory to evaluate")
     per_run = []

@@ -6,9 +6,11 @@ read, which the shared clean pass caches (`restart_names`): the stream entering 
 heads' z (for edits at or after them: the block's attention is not recomputed) or the neurons'
 activations (for edits of an MLP: only its output projection is). From there it runs the
 model's own steps (`Block.from_z`, `Block.from_post`) and hook points, and the last block's MLP
-and the unembedding see only the answer positions when no edit needs the others. Runs that
-restart at the same place are stacked along the batch, in chunks of at most `max_rows`
-sequences, and each run's edits act on its own slice of the batch.
+and the unembedding see only the answer positions when no edit needs the others; so do its
+attention's queries (`CausalSelfAttention.mix_at`: keys and values at every position) when no
+hook reads its scores, pattern or z. Runs that restart at the same place are stacked along the
+batch, in chunks of at most `max_rows` sequences, and each run's edits act on its own slice of
+the batch.
 
 The logits equal those of one full hooked forward pass per run (`interventions.run_edited`)
 bit for bit on CPU: the same operations on the same inputs, a row's result not depending on
@@ -29,7 +31,7 @@ from runner.measure.probe import CleanRun, ProbeBatch
 from runner.model.hooks import hooks
 from runner.model.transformer import Transformer
 
-DEFAULT_MAX_ROWS = 1024  # sequences per stacked chunk: about 0.5 GB of activations at n_ctx 96
+DEFAULT_MAX_ROWS = 512  # sequences per stacked chunk: fewer runs at once were faster (README)
 
 # Where in a block an activation lies: restart stages, in forward order.
 PRE, Z, POST = 0, 1, 2
@@ -45,6 +47,8 @@ _AT_POST = ("mlp.hook_post", "hook_mlp_out", "hook_resid_post")
 # Hooks of the last block that see every position even when its MLP runs at the answers only.
 _ALL_POSITIONS = ("hook_resid_pre", "ln1.", "attn.hook_q", "attn.hook_k", "attn.hook_v",
                   "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z")  # fmt: skip
+# Hooks of the last block that need its attention at every query position.
+_ALL_QUERIES = ("attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z")
 
 Restart = tuple[int, int]  # (block, stage); block -1: the embeddings, n_layers: ln_final
 
@@ -125,9 +129,13 @@ def _run_chunk(
         for name in run.names:
             by_hook[name].append((i, None))
     fwd_hooks = [(hook, _sliced(members, n_seq, caches)) for hook, members in by_hook.items()]
-    at_answers = _answers_only(list(by_hook), restart, model.cfg.n_layers)
+    n_layers = model.cfg.n_layers
+    at_answers = _answers_only(list(by_hook), restart, n_layers)
+    queries = at_answers and not any(
+        hook.startswith(f"blocks.{n_layers - 1}.{x}") for hook in by_hook for x in _ALL_QUERIES
+    )
     with hooks(model, fwd_hooks):
-        logits = _Restarted(model, probe, clean, len(chunk)).logits(restart, at_answers)
+        logits = _Restarted(model, probe, clean, len(chunk)).logits(restart, at_answers, queries)
     return {run.key: CleanRun(logits[i], caches[i]) for i, run in enumerate(chunk)}
 
 
@@ -181,11 +189,28 @@ class _Restarted:
         stacked = x.view(self.k, self.probe.n_seq, *x.shape[1:])
         return stacked[:, self.probe.read_seq, self.probe.answer]
 
+    def query_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """([k·seq, M] the distinct answer positions of each sequence, padded with its first;
+        [read] each read's slot among them), M >= 2 (see `CausalSelfAttention.mix_at`)."""
+        probe = self.probe
+        keys = probe.read_seq * probe.n_pos + probe.answer
+        distinct, slot_of_read = torch.unique(keys, return_inverse=True)  # sorted
+        seq, pos = distinct // probe.n_pos, distinct % probe.n_pos
+        counts = torch.bincount(seq, minlength=probe.n_seq)
+        rank = torch.arange(len(distinct), device=keys.device) - (counts.cumsum(0) - counts)[seq]
+        width = max(2, int(counts.max()))
+        first = torch.zeros_like(counts)  # 0 for a sequence without reads: never read
+        first[seq[rank == 0]] = pos[rank == 0]
+        slots = first[:, None].repeat(1, width)
+        slots[seq, rank] = pos
+        return slots.repeat(self.k, 1), rank[slot_of_read]
+
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.model.ln_final(x), self.model.embed.weight)
 
-    def logits(self, restart: Restart, at_answers: bool) -> torch.Tensor:
-        """Answer logits [k, read, vocab]."""
+    def logits(self, restart: Restart, at_answers: bool, queries: bool = False) -> torch.Tensor:
+        """Answer logits [k, read, vocab]; `queries`: the last block's attention at the answer
+        positions only (needs `at_answers`)."""
         model, (block, stage) = self.model, restart
         n = model.cfg.n_layers
         if block < 0:
@@ -210,6 +235,14 @@ class _Restarted:
             else:
                 source = self.stacked(f"blocks.{index}.hook_resid_pre") if index == block else resid
                 pre = b.hook_resid_pre(source)
+                if last and queries:
+                    slots, slot_of_read = self.query_slots()
+                    z_at = b.attn.mix_at(b.ln1(pre), slots)
+                    z_at = z_at.view(self.k, self.probe.n_seq, *z_at.shape[1:])
+                    mid = self.answers(pre) + b.attn.project(
+                        z_at[:, self.probe.read_seq, slot_of_read]
+                    )
+                    return self.unembed(mid + b.mlp(b.ln2(mid)))
                 z = b.attn.mix(b.ln1(pre))
             if last:
                 mid = self.answers(pre) + b.attn.project(self.answers(z))

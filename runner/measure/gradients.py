@@ -266,11 +266,34 @@ def update_alignments(
 ) -> list[UpdateAlignment]:
     """`update_alignment` of K targets with one scope: one forward pass per checkpoint and one
     directional derivative along Δθ of the K stacked values."""
-    step = flat_parameters(next_model) - flat_parameters(model)
-    if scope is not None:
-        step = step * scope_mask(model, scope)
     values_of = _stacked(targets, probe, bases)
-    values, predicted = forward_derivatives(model, values_of, step)
+    values, predicted = _predicted(model, next_model, values_of, scope)
     with torch.no_grad():
         observed = values_of(next_model) - values
     return [UpdateAlignment(a, b) for a, b in zip(predicted, observed, strict=True)]
+
+
+def predicted_changes(
+    model: Transformer,
+    next_model: Transformer,
+    probe: ProbeBatch,
+    targets: Sequence[Paths | Values],
+    bases: Mapping[str, Basis] = NO_BASES,
+    scope: p.PathNode | None = None,
+) -> list[torch.Tensor]:
+    """The `predicted` part of `update_alignments` alone (what the language measures): one
+    forward-mode pass, without the later checkpoint's forward pass for the observed change."""
+    _, predicted = _predicted(model, next_model, _stacked(targets, probe, bases), scope)
+    return list(predicted)
+
+
+def _predicted(
+    model: Transformer,
+    next_model: Transformer,
+    values_of: Callable[[Transformer], torch.Tensor],
+    scope: p.PathNode | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    step = flat_parameters(next_model) - flat_parameters(model)
+    if scope is not None:
+        step = step * scope_mask(model, scope)
+    return forward_derivatives(model, values_of, step)

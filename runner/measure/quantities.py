@@ -245,8 +245,7 @@ def _gradient_values(ctx: QuantityContext, qs: Sequence[p.QuantityExpr]) -> list
     if following is None:
         raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")
     later = ctx.load_model(following)
-    updates = gr.update_alignments(ctx.model, later, ctx.probe, targets, ctx.bases, qs[0].scope)
-    return [u.predicted for u in updates]
+    return gr.predicted_changes(ctx.model, later, ctx.probe, targets, ctx.bases, qs[0].scope)
 
 
 def _gradient_value_alone(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
@@ -257,7 +256,8 @@ def _gradient_value_alone(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tens
     if following is None:
         raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")
     later = ctx.load_model(following)
-    return gr.update_alignment(ctx.model, later, ctx.probe, target, ctx.bases, q.scope).predicted
+    (value,) = gr.predicted_changes(ctx.model, later, ctx.probe, [target], ctx.bases, q.scope)
+    return value
 
 
 def _features_of(q: p.QuantityExpr) -> p.FeatureNode:

@@ -85,10 +85,29 @@ class CausalSelfAttention(nn.Module):
         k = self.hook_k(k.view(B, T, self.n_heads, self.d_head))  # (B, T, nh, hs)
         v = self.hook_v(v.view(B, T, self.n_heads, self.d_head))  # (B, T, nh, hs)
         scores = q.transpose(1, 2) @ k.transpose(1, 2).transpose(-2, -1)  # (B, nh, T, T)
-        scores = scores / math.sqrt(self.d_head)
-        scores = scores.masked_fill(~self.causal_mask[:T, :T], float("-inf"))
+        # In place: the product is a fresh tensor and neither step's gradient needs its output.
+        scores = scores.div_(math.sqrt(self.d_head))
+        scores = scores.masked_fill_(~self.causal_mask[:T, :T], float("-inf"))
         pattern = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
         return self.hook_z((pattern @ v.transpose(1, 2)).transpose(1, 2))  # (B, T, nh, hs)
+
+    def mix_at(self, x: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """Each head's z at some query positions only: `queries` [B, M] (M >= 2) ->
+        [B, M, nh, hs], equal bit for bit to `mix(x)` at those positions on CPU: keys and values
+        at every position, then the same products row by row. (A single query row would take
+        another matrix-vector kernel, which sums in another order.) The hooks of q, k and v see
+        every position; scores, pattern and z have no hook here."""
+        B, T, D = x.shape
+        q, k, v = self.c_attn(x).split(D, dim=2)
+        q = self.hook_q(q.view(B, T, self.n_heads, self.d_head)).transpose(1, 2)
+        k = self.hook_k(k.view(B, T, self.n_heads, self.d_head))
+        v = self.hook_v(v.view(B, T, self.n_heads, self.d_head))
+        rows = queries[:, None, :, None].expand(B, self.n_heads, queries.shape[1], self.d_head)
+        scores = q.gather(2, rows) @ k.transpose(1, 2).transpose(-2, -1)  # (B, nh, M, T)
+        scores = scores.div_(math.sqrt(self.d_head))
+        future = torch.arange(T, device=x.device)[None, None, None, :] > queries[:, None, :, None]
+        pattern = F.softmax(scores.masked_fill_(future, float("-inf")), dim=-1)
+        return (pattern @ v.transpose(1, 2)).transpose(1, 2)  # (B, M, nh, hs)
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """The output projection of the heads' z [..., nh, hs]."""

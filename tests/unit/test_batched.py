@@ -3,6 +3,8 @@ hooked forward each, stacked gradients against one target at a time (float32, bi
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -130,3 +132,45 @@ def test_stacked_update_alignments_equal_one_target_at_a_time_bit_for_bit(probe)
         alone = gr.update_alignment(model, later, probe, paths, scope=scope)
         assert torch.equal(together.predicted, alone.predicted)
         assert torch.equal(together.observed, alone.observed)
+
+
+def test_predicted_changes_equal_the_predicted_part_of_update_alignments(probe):
+    model, later = random_model(1, scale=0.05), random_model(2, scale=0.05)
+    updates = gr.update_alignments(model, later, probe, PATHS)
+    predicted = gr.predicted_changes(model, later, probe, PATHS)
+    for update, alone in zip(updates, predicted, strict=True):
+        assert torch.equal(update.predicted, alone)
+        assert alone.abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("n_queries", [2, 3, 9])
+def test_attention_at_some_queries_equals_the_full_attention_there_bit_for_bit(n_queries):
+    attn = random_model(3).block(1).attn
+    torch.manual_seed(4)
+    x = torch.randn(16, 20, CONFIG.d_model)
+    queries = torch.randint(0, 20, (16, n_queries))
+    queries[:, 1] = queries[:, 0]  # a padded slot repeats a position
+    with torch.no_grad():
+        full = attn.mix(x)
+        some = attn.mix_at(x, queries)
+    rows = torch.arange(16)[:, None]
+    assert some.shape == (16, n_queries, CONFIG.n_heads, CONFIG.d_head)
+    assert torch.equal(some, full[rows, queries])
+
+
+def test_edited_runs_with_one_read_per_sequence_equal_one_hooked_forward_each(probe, model):
+    first = torch.unique(probe.read_seq, return_inverse=True)[1]
+    keep = torch.ones_like(first, dtype=torch.bool)
+    keep[1:] = first[1:] != first[:-1]  # the first read of each sequence
+    single = dataclasses.replace(
+        probe, read_seq=probe.read_seq[keep], answer=probe.answer[keep], target=probe.target[keep]
+    )
+    run = clean_run(model, single, batched.restart_names(model))
+    sites = [iv.site_of(p.HeadNode(layer=layer, head=0)) for layer in range(3)]
+    runs = [
+        batched.EditedRun(s.label, (iv.replace_edit(s, torch.zeros(1), single),)) for s in sites
+    ]
+    together = batched.run_many(model, single, run, runs)
+    for edited in runs:
+        alone = iv.run_edited(model, single, list(edited.edits))
+        assert torch.equal(together[edited.key].logits, alone.logits)
