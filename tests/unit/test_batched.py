@@ -159,12 +159,12 @@ def test_attention_at_some_queries_equals_the_full_attention_there_bit_for_bit(n
 
 
 def test_edited_runs_with_one_read_per_sequence_equal_one_hooked_forward_each(probe, model):
-    first = torch.unique(probe.read_seq, return_inverse=True)[1]
-    keep = torch.ones_like(first, dtype=torch.bool)
-    keep[1:] = first[1:] != first[:-1]  # the first read of each sequence
+    keep = torch.ones_like(probe.read_seq, dtype=torch.bool)
+    keep[1:] = probe.read_seq[1:] != probe.read_seq[:-1]  # the first read of each sequence
     single = dataclasses.replace(
         probe, read_seq=probe.read_seq[keep], answer=probe.answer[keep], target=probe.target[keep]
     )
+    assert int(torch.bincount(single.read_seq).max()) == 1  # one query row, padded to two
     run = clean_run(model, single, batched.restart_names(model))
     sites = [iv.site_of(p.HeadNode(layer=layer, head=0)) for layer in range(3)]
     runs = [
