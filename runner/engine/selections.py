@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,18 +70,39 @@ def neuron_drives(
     model: Transformer, later: Transformer, probe: ProbeBatch, layer: int, score: ScoreFn
 ) -> np.ndarray:
     """[d_ff] ∇θn S · Δθn for every neuron of `layer`, S the mean score over the reads."""
-    mlp, after = model.block(layer).mlp, later.block(layer).mlp
-    params = [mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight]
-    value = score(model).mean()
-    g_w, g_b, g_out = torch.autograd.grad(value, params, allow_unused=True)
-    deltas = [a.detach() - b.detach() for a, b in zip(
-        [after.c_fc.weight, after.c_fc.bias, after.c_proj.weight], params, strict=True
-    )]  # fmt: skip
-    g_w = torch.zeros_like(params[0]) if g_w is None else g_w
-    g_b = torch.zeros_like(params[1]) if g_b is None else g_b
-    g_out = torch.zeros_like(params[2]) if g_out is None else g_out
-    drive = (g_w * deltas[0]).sum(dim=1) + g_b * deltas[1] + (g_out * deltas[2]).sum(dim=0)
-    return drive.detach().to(torch.float64).cpu().numpy()
+    return layer_drives(model, later, probe, (layer,), score)[layer]
+
+
+def layer_drives(
+    model: Transformer,
+    later: Transformer,
+    probe: ProbeBatch,
+    layers: Sequence[int],
+    score: ScoreFn,
+) -> dict[int, np.ndarray]:
+    """`neuron_drives` of several layers from one backward pass (each layer's values equal
+    those of its own pass bit for bit: autograd runs the same steps for its parameters)."""
+    params = []
+    for layer in layers:
+        mlp = model.block(layer).mlp
+        params += [mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight]
+    grads = torch.autograd.grad(score(model).mean(), params, allow_unused=True)
+    out = {}
+    for i, layer in enumerate(layers):
+        after = later.block(layer).mlp
+        mine = params[3 * i : 3 * i + 3]
+        g_w, g_b, g_out = [
+            torch.zeros_like(w) if g is None else g
+            for g, w in zip(grads[3 * i : 3 * i + 3], mine, strict=True)
+        ]
+        d_w, d_b, d_out = [
+            a.detach() - b.detach()
+            for a, b in zip([after.c_fc.weight, after.c_fc.bias, after.c_proj.weight], mine,
+                            strict=True)
+        ]  # fmt: skip
+        drive = (g_w * d_w).sum(dim=1) + g_b * d_b + (g_out * d_out).sum(dim=0)
+        out[layer] = drive.detach().to(torch.float64).cpu().numpy()
+    return out
 
 
 def score_fn(probe: ProbeBatch, basis: Basis, ids: tuple[int, ...]) -> ScoreFn:
@@ -113,11 +134,18 @@ def feature_means(model: Transformer, probe: ProbeBatch, basis: Basis, quantity:
 
 
 class Selector:
-    """Computes every selection of a plan on one run."""
+    """Computes every selection of a plan on one run. Given the plan's selections, the neuron
+    drives of one criterion on one probe are computed for all the layers they choose from in
+    one backward pass per pair of checkpoints."""
 
-    def __init__(self, ctx: SelectionContext) -> None:
+    def __init__(self, ctx: SelectionContext, plan_selections: Sequence[p.Selection] = ()) -> None:
         self.ctx = ctx
         self._models: dict[int, Transformer] = {}
+        self._drive_layers: dict[tuple[str, str], set[int]] = {}
+        for sel in plan_selections:
+            if sel.unit == "neurons" and sel.layer is not None:
+                for c in [*sel.criteria, *([sel.by] if sel.by is not None else [])]:
+                    self._drive_layers.setdefault((self._key(c), sel.probe), set()).add(sel.layer)
 
     def model(self, step: int) -> Transformer:
         if step not in self.ctx.hashes:
@@ -188,19 +216,7 @@ class Selector:
         for s in steps:
             if s not in ctx.hashes:
                 raise SelectionError(f"checkpoint {s} is unreadable")
-        # A feature criterion's values are every feature's of the basis, whichever family it
-        # names (`among` picks from them later): two families of one basis share them.
-        criterion = self._key(c) if sel.unit == "neurons" else c.quantity
-        key = entry_key(
-            checkpoint=ctx.hashes[steps[0]],
-            dependencies=[ctx.hashes[s] for s in steps[1:]] + [basis.info.weights_sha256],
-            probe=ctx.probe_hashes[sel.probe],
-            patch_probes={},
-            quantity=json.dumps({"select": sel.unit, "layer": sel.layer, "criterion": criterion}),
-            seed=ctx.seed,
-            device=ctx.device,
-            threads=ctx.threads,
-        )
+        key = self._entry(c, steps, sel, sel.layer, basis)
         width = ctx.config.model.d_ff if sel.unit == "neurons" else basis.info.d_sae
         hit = ctx.cache.get(key, width)
         if isinstance(hit, np.ndarray):
@@ -208,16 +224,42 @@ class Selector:
         probe = self.batch(sel.probe)
         if sel.unit == "neurons":
             assert isinstance(c.features, p.FeatureNode) and sel.layer is not None
+            layers = sorted(self._drive_layers.get((self._key(c), sel.probe), set()) | {sel.layer})
             score = score_fn(probe, basis, c.features.ids)
-            values = neuron_drives(
-                self.model(steps[0]), self.model(steps[1]), probe, sel.layer, score
-            )
-        else:
-            values = feature_means(self.model(steps[0]), probe, basis, c.quantity)
-        if not np.isfinite(values).all():
-            raise SelectionError(f"`{c.quantity}` is not finite at step {steps[0]}")
+            drives = layer_drives(self.model(steps[0]), self.model(steps[1]), probe, layers, score)
+            for layer, values in drives.items():
+                self._check_finite(values, c, steps)
+                ctx.cache.put(self._entry(c, steps, sel, layer, basis), values)
+            return drives[sel.layer]
+        values = feature_means(self.model(steps[0]), probe, basis, c.quantity)
+        self._check_finite(values, c, steps)
         ctx.cache.put(key, values)
         return values
+
+    def _entry(
+        self, c: p.Criterion, steps: tuple[int, ...], sel: p.Selection, layer: int | None,
+        basis: Basis,
+    ) -> str:  # fmt: skip
+        """The cache key of a criterion's values over `steps` (of neurons of `layer`)."""
+        ctx = self.ctx
+        # A feature criterion's values are every feature's of the basis, whichever family it
+        # names (`among` picks from them later): two families of one basis share them.
+        criterion = self._key(c) if sel.unit == "neurons" else c.quantity
+        return entry_key(
+            checkpoint=ctx.hashes[steps[0]],
+            dependencies=[ctx.hashes[s] for s in steps[1:]] + [basis.info.weights_sha256],
+            probe=ctx.probe_hashes[sel.probe],
+            patch_probes={},
+            quantity=json.dumps({"select": sel.unit, "layer": layer, "criterion": criterion}),
+            seed=ctx.seed,
+            device=ctx.device,
+            threads=ctx.threads,
+        )
+
+    @staticmethod
+    def _check_finite(values: np.ndarray, c: p.Criterion, steps: tuple[int, ...]) -> None:
+        if not np.isfinite(values).all():
+            raise SelectionError(f"`{c.quantity}` is not finite at step {steps[0]}")
 
 
 def resolve(plan: p.Plan, chosen: Mapping[str, SelectionResult]) -> p.Plan:

@@ -435,7 +435,7 @@ class Engine:
             threads=self.worker_threads(),
         )  # fmt: skip
         self.progress.phase("select units", len(self.plan.selections))
-        selector, chosen = selections.Selector(ctx), {}
+        selector, chosen = selections.Selector(ctx, self.plan.selections), {}
         for sel in self.plan.selections:
             blocked = sorted(
                 selections.references(sel) & set(self.blocked)

@@ -8,9 +8,11 @@ activations (for edits of an MLP: only its output projection is). From there it 
 model's own steps (`Block.from_z`, `Block.from_post`) and hook points, and the last block's MLP
 and the unembedding see only the answer positions when no edit needs the others; so do its
 attention's queries (`CausalSelfAttention.mix_at`: keys and values at every position) when no
-hook reads its scores, pattern or z. Runs that restart at the same place are stacked along the
-batch, in chunks of at most `max_rows` sequences, and each run's edits act on its own slice of
-the batch.
+hook reads its scores, pattern or z. Each pass holds at most `max_rows` sequences: runs that
+restart at the same place are stacked along the batch when the probe is short, and a long probe
+runs a window of its sequences at a time (a pass over fewer rows keeps its activations in the
+processor's caches: faster per sequence, README). Each run's edits act on its own slice of the
+batch, told which of the probe's sequences it holds.
 
 The logits equal those of one full hooked forward pass per run (`interventions.run_edited`)
 bit for bit on CPU: the same operations on the same inputs, a row's result not depending on
@@ -26,12 +28,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from runner.measure.interventions import Edit
+from runner.measure.interventions import ALL_SEQUENCES, Edit
 from runner.measure.probe import CleanRun, ProbeBatch
 from runner.model.hooks import hooks
 from runner.model.transformer import Transformer
 
-DEFAULT_MAX_ROWS = 512  # sequences per stacked chunk: fewer runs at once were faster (README)
+DEFAULT_MAX_ROWS = 64  # sequences per pass: the fastest measured (README)
 
 # Where in a block an activation lies: restart stages, in forward order.
 PRE, Z, POST = 0, 1, 2
@@ -92,6 +94,42 @@ def restart_of(run: EditedRun, model: Transformer) -> Restart:
     return min([position(hook, n) for hook in run.hooks()] + [(n, PRE)])
 
 
+@dataclass(frozen=True)
+class _Window:
+    """The probe's sequences `seqs` (a slice), and the reads on them."""
+
+    seqs: slice
+    tokens: torch.Tensor  # [seq, pos]
+    reads: torch.Tensor  # [read] indices among the probe's reads
+    read_seq: torch.Tensor  # [read] sequence index within the window
+    answer: torch.Tensor  # [read]
+
+    @property
+    def n_seq(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def n_pos(self) -> int:
+        return int(self.tokens.shape[1])
+
+
+def _windows(probe: ProbeBatch, size: int) -> list[_Window]:
+    """The probe's sequences in windows of `size` (the whole probe when it fits in one)."""
+    if size >= probe.n_seq:
+        reads = torch.arange(len(probe), device=probe.device)
+        return [_Window(ALL_SEQUENCES, probe.tokens, reads, probe.read_seq, probe.answer)]
+    windows = []
+    for start in range(0, probe.n_seq, size):
+        stop = min(start + size, probe.n_seq)
+        reads = ((probe.read_seq >= start) & (probe.read_seq < stop)).nonzero().flatten()
+        window = _Window(
+            slice(start, stop), probe.tokens[start:stop], reads,
+            probe.read_seq[reads] - start, probe.answer[reads],
+        )  # fmt: skip
+        windows.append(window)
+    return windows
+
+
 @torch.no_grad()
 def run_many(
     model: Transformer,
@@ -107,20 +145,66 @@ def run_many(
     groups: dict[Restart, list[EditedRun]] = defaultdict(list)
     for run in runs:
         groups[restart_of(run, model)].append(run)
-    per_chunk = max(1, max_rows // max(probe.n_seq, 1))
+    per_pass = max(1, max_rows // max(probe.n_seq, 1))
+    windows = _windows(probe, max(1, max_rows))
     out: dict[str, CleanRun] = {}
     for restart in sorted(groups):
         members = groups[restart]
-        for start in range(0, len(members), per_chunk):
-            chunk = members[start : start + per_chunk]
-            out.update(_run_chunk(model, probe, clean, restart, chunk))
+        for start in range(0, len(members), per_pass):
+            chunk = members[start : start + per_pass]
+            parts = [_run_chunk(model, window, clean, restart, chunk) for window in windows]
+            out.update(_joined(chunk, windows, parts, len(probe)))
+    return out
+
+
+@torch.no_grad()
+def answer_pass(
+    model: Transformer, probe: ProbeBatch, max_rows: int = DEFAULT_MAX_ROWS
+) -> CleanRun:
+    """The clean pass's answer logits, computed as an edited run with no edit: the probe a
+    window at a time, the last block and the unembedding at the answers only. Equal to the full
+    forward pass's bit for bit, and cheaper, for quantities that read nothing but the logits.
+    Its cache: the stream after the last block and the final LayerNorm's scale at the answers
+    ([read, d_model] and [read, 1]), the witnesses `finite` reads of such a pass."""
+    cfg, weight = model.cfg, model.embed.weight
+    logits = weight.new_empty(len(probe), cfg.vocab_size)
+    stream = weight.new_empty(len(probe), cfg.d_model)
+    scale = weight.new_empty(len(probe), 1)
+    kept: list[torch.Tensor] = []
+    with hooks(model, [("ln_final.hook_scale", lambda x, name: kept.append(x))]):
+        for window in _windows(probe, max(1, max_rows)):
+            restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
+            part = restarted.stream((-1, PRE), at_answers=True, queries=True)
+            logits[window.reads] = restarted.unembed(part)[0]
+            stream[window.reads] = part[0]
+            scale[window.reads] = kept.pop()[0]
+    last = f"blocks.{cfg.n_layers - 1}.hook_resid_post"
+    return CleanRun(logits, {last: stream, "ln_final.hook_scale": scale})
+
+
+def _joined(
+    chunk: list[EditedRun],
+    windows: list[_Window],
+    parts: list[list[CleanRun]],
+    n_reads: int,
+) -> dict[str, CleanRun]:
+    """Each run's logits and activations over the whole probe, from its windows'."""
+    if len(windows) == 1:
+        return {run.key: part for run, part in zip(chunk, parts[0], strict=True)}
+    out = {}
+    for i, run in enumerate(chunk):
+        first = parts[0][i].logits
+        logits = first.new_empty(n_reads, *first.shape[1:])
+        for window, part in zip(windows, parts, strict=True):
+            logits[window.reads] = part[i].logits
+        cache = {name: torch.cat([part[i][name] for part in parts]) for name in run.names}
+        out[run.key] = CleanRun(logits, cache)
     return out
 
 
 def _run_chunk(
-    model: Transformer, probe: ProbeBatch, clean: CleanRun, restart: Restart, chunk: list[EditedRun]
-) -> dict[str, CleanRun]:
-    n_seq = probe.n_seq
+    model: Transformer, window: _Window, clean: CleanRun, restart: Restart, chunk: list[EditedRun]
+) -> list[CleanRun]:
     caches: list[dict[str, torch.Tensor]] = [{} for _ in chunk]
     by_hook: dict[str, list[tuple[int, Edit | None]]] = defaultdict(list)
     for i, run in enumerate(chunk):
@@ -128,15 +212,15 @@ def _run_chunk(
             by_hook[edit[0]].append((i, edit))
         for name in run.names:
             by_hook[name].append((i, None))
-    fwd_hooks = [(hook, _sliced(members, n_seq, caches)) for hook, members in by_hook.items()]
+    fwd_hooks = [(hook, _sliced(members, window, caches)) for hook, members in by_hook.items()]
     n_layers = model.cfg.n_layers
     at_answers = _answers_only(list(by_hook), restart, n_layers)
     queries = at_answers and not any(
         hook.startswith(f"blocks.{n_layers - 1}.{x}") for hook in by_hook for x in _ALL_QUERIES
     )
     with hooks(model, fwd_hooks):
-        logits = _Restarted(model, probe, clean, len(chunk)).logits(restart, at_answers, queries)
-    return {run.key: CleanRun(logits[i], caches[i]) for i, run in enumerate(chunk)}
+        logits = _Restarted(model, window, clean, len(chunk)).logits(restart, at_answers, queries)
+    return [CleanRun(logits[i], caches[i]) for i in range(len(chunk))]
 
 
 def _answers_only(hooked: list[str], restart: Restart, n_layers: int) -> bool:
@@ -154,18 +238,19 @@ def _answers_only(hooked: list[str], restart: Restart, n_layers: int) -> bool:
     return True
 
 
-def _sliced(members: list[tuple[int, Edit | None]], n_seq: int, caches: list[dict]):
-    """One hook over the stacked batch: member i's edit (or store) acts on rows i·n .. (i+1)·n.
+def _sliced(members: list[tuple[int, Edit | None]], window: _Window, caches: list[dict]):
+    """One hook over the stacked batch: member i's edit (or store) acts on rows i·n .. (i+1)·n,
+    which hold the window's n sequences.
 
     Edits run in the order given, so several edits of one run at one activation compose as in
     `run_edited`; a store keeps the activation after every edit of its run there.
     """
 
     def fn(x: torch.Tensor, name: str) -> torch.Tensor:
-        parts = list(x.split(n_seq))
+        parts = list(x.split(window.n_seq))
         for i, edit in members:
             if edit is not None:
-                parts[i] = edit[1](parts[i], name)
+                parts[i] = edit[1](parts[i], name, window.seqs)
         for i, edit in members:
             if edit is None:
                 caches[i][name] = parts[i].detach()
@@ -175,28 +260,29 @@ def _sliced(members: list[tuple[int, Edit | None]], n_seq: int, caches: list[dic
 
 
 class _Restarted:
-    """k stacked copies of the clean pass, continued from a restart point."""
+    """k stacked copies of the clean pass over a window of the probe, continued from a restart
+    point."""
 
-    def __init__(self, model: Transformer, probe: ProbeBatch, clean: CleanRun, k: int):
-        self.model, self.probe, self.clean, self.k = model, probe, clean, k
+    def __init__(self, model: Transformer, window: _Window, clean: CleanRun, k: int):
+        self.model, self.window, self.clean, self.k = model, window, clean, k
 
     def stacked(self, name: str) -> torch.Tensor:
-        x = self.clean[name]
-        return x.repeat(self.k, *[1] * (x.dim() - 1))
+        x = self.clean[name][self.window.seqs]
+        return x if self.k == 1 else x.repeat(self.k, *[1] * (x.dim() - 1))
 
     def answers(self, x: torch.Tensor) -> torch.Tensor:
         """[k·seq, pos, ...] -> [k, read, ...] at each read's answer position."""
-        stacked = x.view(self.k, self.probe.n_seq, *x.shape[1:])
-        return stacked[:, self.probe.read_seq, self.probe.answer]
+        stacked = x.view(self.k, self.window.n_seq, *x.shape[1:])
+        return stacked[:, self.window.read_seq, self.window.answer]
 
     def query_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
         """([k·seq, M] the distinct answer positions of each sequence, padded with its first;
         [read] each read's slot among them), M >= 2 (see `CausalSelfAttention.mix_at`)."""
-        probe = self.probe
-        keys = probe.read_seq * probe.n_pos + probe.answer
+        window = self.window
+        keys = window.read_seq * window.n_pos + window.answer
         distinct, slot_of_read = torch.unique(keys, return_inverse=True)  # sorted
-        seq, pos = distinct // probe.n_pos, distinct % probe.n_pos
-        counts = torch.bincount(seq, minlength=probe.n_seq)
+        seq, pos = distinct // window.n_pos, distinct % window.n_pos
+        counts = torch.bincount(seq, minlength=window.n_seq)
         rank = torch.arange(len(distinct), device=keys.device) - (counts.cumsum(0) - counts)[seq]
         width = max(2, int(counts.max()))
         first = torch.zeros_like(counts)  # 0 for a sequence without reads: never read
@@ -211,10 +297,16 @@ class _Restarted:
     def logits(self, restart: Restart, at_answers: bool, queries: bool = False) -> torch.Tensor:
         """Answer logits [k, read, vocab]; `queries`: the last block's attention at the answer
         positions only (needs `at_answers`)."""
+        stream = self.stream(restart, at_answers, queries)
+        return self.unembed(stream) if at_answers else self.answers(self.unembed(stream))
+
+    def stream(self, restart: Restart, at_answers: bool, queries: bool = False) -> torch.Tensor:
+        """The residual stream after the last block: [k, read, d_model] at the answers when
+        `at_answers`, else [k·seq, pos, d_model]."""
         model, (block, stage) = self.model, restart
         n = model.cfg.n_layers
         if block < 0:
-            resid = model.embed_tokens(self.probe.tokens.repeat(self.k, 1))
+            resid = model.embed_tokens(self.window.tokens.repeat(self.k, 1))
         elif block == n:
             resid = self.stacked(f"blocks.{n - 1}.hook_resid_post")
         for index in range(max(block, 0), n):
@@ -225,8 +317,7 @@ class _Restarted:
                 mid = self.stacked(f"blocks.{index}.hook_resid_mid")
                 post = b.mlp.hook_post(self.stacked(f"blocks.{index}.mlp.hook_post"))
                 if last:
-                    ans = self.answers(mid) + b.mlp.c_proj(self.answers(post))
-                    return self.unembed(ans)
+                    return self.answers(mid) + b.mlp.c_proj(self.answers(post))
                 resid = b.from_post(mid, post)
                 continue
             if here == Z:
@@ -238,16 +329,14 @@ class _Restarted:
                 if last and queries:
                     slots, slot_of_read = self.query_slots()
                     z_at = b.attn.mix_at(b.ln1(pre), slots)
-                    z_at = z_at.view(self.k, self.probe.n_seq, *z_at.shape[1:])
+                    z_at = z_at.view(self.k, self.window.n_seq, *z_at.shape[1:])
                     mid = self.answers(pre) + b.attn.project(
-                        z_at[:, self.probe.read_seq, slot_of_read]
+                        z_at[:, self.window.read_seq, slot_of_read]
                     )
-                    return self.unembed(mid + b.mlp(b.ln2(mid)))
+                    return mid + b.mlp(b.ln2(mid))
                 z = b.attn.mix(b.ln1(pre))
             if last:
                 mid = self.answers(pre) + b.attn.project(self.answers(z))
-                return self.unembed(mid + b.mlp(b.ln2(mid)))
+                return mid + b.mlp(b.ln2(mid))
             resid = b.from_z(pre, z)
-        if at_answers:
-            return self.unembed(self.answers(resid))
-        return self.answers(self.unembed(resid))
+        return self.answers(resid) if at_answers else resid

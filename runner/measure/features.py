@@ -180,28 +180,29 @@ def all_writes(model: Transformer, run: CleanRun, probe: ProbeBatch) -> dict[str
 
 # --- interventions in the basis ------------------------------------------------------------
 
-Source = Callable[[torch.Tensor], torch.Tensor]  # f [seq, pos, |F|] of the edited pass -> f'
+# f [seq, pos, |F|] of the edited pass, and the probe's sequences it holds -> f'
+Source = Callable[[torch.Tensor, slice], torch.Tensor]
 
 
 def basis_edit(basis: Basis, ids: tuple[int, ...], replacement: Source) -> iv.Edit:
     """Replace F's activations at the site: x' = x + Σ_{i∈F} (f'_i − f_i) d_i."""
     idx = list(ids)
 
-    def fn(x: torch.Tensor, name: str) -> torch.Tensor:
+    def fn(x: torch.Tensor, name: str, seqs: slice = iv.ALL_SEQUENCES) -> torch.Tensor:
         f = encode(basis, x, ids).to(x.dtype)
-        change = replacement(f).to(x.dtype) - f
+        change = replacement(f, seqs).to(x.dtype) - f
         return x + change @ basis.sae.W_dec[idx].to(x.dtype)
 
     return basis.info.site, fn
 
 
 def zero_source() -> Source:
-    return torch.zeros_like
+    return lambda f, seqs: torch.zeros_like(f)
 
 
 def fixed_source(values: torch.Tensor) -> Source:
     """f' = values [seq or 1, pos, |F|], broadcast over the edited pass."""
-    return lambda f: values.to(f.dtype).expand_as(f) if values.shape[0] == 1 else values
+    return lambda f, seqs: iv.per_sequence(values, seqs).to(f.dtype).expand_as(f)
 
 
 def reference_features(

@@ -31,12 +31,15 @@ A QK restriction `Ll.Hh[from <- to]` is ablated by zeroing the attention weights
 restricted part.
 
 Edits compose: several sites, at the same or different activations, are applied in one pass.
+An edit may be applied to a window of the probe's sequences (`seqs`): a batched pass runs long
+probes a window at a time, and whatever the edit holds per sequence is sliced to match.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -47,7 +50,23 @@ from runner.measure.probe import CleanRun, ProbeBatch
 from runner.model.hooks import hooks
 from runner.model.transformer import Transformer
 
-Edit = tuple[str, Callable[[torch.Tensor, str], torch.Tensor]]
+ALL_SEQUENCES = slice(None)
+
+
+class EditFn(Protocol):
+    """The edited activation, for x [seq, ...] holding the probe's sequences `seqs`."""
+
+    def __call__(
+        self, x: torch.Tensor, name: str, /, seqs: slice = ALL_SEQUENCES
+    ) -> torch.Tensor: ...
+
+
+Edit = tuple[str, EditFn]
+
+
+def per_sequence(x: torch.Tensor, seqs: slice) -> torch.Tensor:
+    """x [seq or 1, ...] for the sequences `seqs`: one row is shared by all of them."""
+    return x if x.shape[0] == 1 else x[seqs]
 
 
 @dataclass(frozen=True)
@@ -151,8 +170,8 @@ def replace_edit(site: Site, source: torch.Tensor, probe: ProbeBatch) -> Edit:
     """An edit that replaces the site's part of the activation with the source's."""
     where = role_position_mask(probe, site.role) if site.role else None
 
-    def fn(x: torch.Tensor, name: str) -> torch.Tensor:
-        src = (source.expand_as(x) if source.shape[0] == 1 else source).to(x)
+    def fn(x: torch.Tensor, name: str, seqs: slice = ALL_SEQUENCES) -> torch.Tensor:
+        src = per_sequence(source, seqs).expand_as(x).to(x)
         out = x.clone()
         if site.head is not None:
             out[:, :, site.head] = src[:, :, site.head]
@@ -160,7 +179,7 @@ def replace_edit(site: Site, source: torch.Tensor, probe: ProbeBatch) -> Edit:
             idx = list(site.neurons)
             out[..., idx] = src[..., idx]
         elif where is not None:
-            out[where] = src[where]
+            out[where[seqs]] = src[where[seqs]]
         else:
             out = src.clone()
         return out
@@ -180,9 +199,9 @@ def qk_zero_edit(probe: ProbeBatch, node: p.HeadQKNode) -> Edit:
     """Zero the attention weights from each read's `from` position to its `to` positions."""
     drop = qk_restriction_mask(probe, node.from_role, node.to_role)
 
-    def fn(pattern: torch.Tensor, name: str) -> torch.Tensor:
+    def fn(pattern: torch.Tensor, name: str, seqs: slice = ALL_SEQUENCES) -> torch.Tensor:
         out = pattern.clone()
-        out[:, node.head] = out[:, node.head].masked_fill(drop, 0.0)
+        out[:, node.head] = out[:, node.head].masked_fill(drop[seqs], 0.0)
         return out
 
     return f"blocks.{node.layer}.attn.hook_pattern", fn

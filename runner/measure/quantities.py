@@ -24,6 +24,7 @@ from runner.measure import interventions as iv
 from runner.measure import per_example as pe
 from runner.measure.attribution import linearised_margin
 from runner.measure.circuits import circuit_values, names_for
+from runner.measure.finite import non_finite_site
 from runner.measure.paths import PathError
 from runner.measure.probe import CleanRun, ProbeBatch, clean_run
 from runner.model.transformer import Transformer
@@ -37,6 +38,7 @@ IMPLEMENTED = (
 )  # fmt: skip
 # Not in the language: the denominator of `share` (d · l, see runner.measure.attribution).
 LINEARISED_MARGIN = "linearised_margin"
+GRADIENT_OWN_PASSES = ("alignment", "update_alignment", "gram")  # each runs its own passes
 
 
 class MeasureError(Exception):
@@ -59,16 +61,36 @@ class QuantityContext:
     # per gradient quantity, with nothing shared: the plain path the shared one must equal.
     shared: bool = True
     _run: CleanRun | None = field(default=None, init=False)
+    _answers: CleanRun | None = field(default=None, init=False)
+    # Whether a quantity measured here reads the full clean pass's cache; `prefetch` clears it
+    # when none of the quantities it is given does.
+    _needs_cache: bool = field(default=True, init=False)
     _edited: dict[str, CleanRun | Exception] = field(default_factory=dict, init=False)
     _gradients: dict[str, torch.Tensor] = field(default_factory=dict, init=False)
     _fault: str | None = field(default=None, init=False)
-    _checked: bool = field(default=False, init=False)
+    _checked: CleanRun | None = field(default=None, init=False)
 
     def clean_fault(self) -> str | None:
-        """The first non-finite activation of the clean pass (checked once), or None."""
-        if not self._checked:
-            self._fault, self._checked = non_finite_site(self.run), True
+        """The first non-finite activation of the clean pass, or None: checked once per pass
+        (the answers-only pass, then the full one if it runs too)."""
+        run = self.answers  # the pass in use: the full one when it runs
+        if self._checked is not run:
+            self._fault, self._checked = non_finite_site(run), run
         return self._fault
+
+    def expect(self, q: p.QuantityExpr) -> None:
+        """Note that `q` is to be measured here: one that reads the cache needs the full pass."""
+        self._needs_cache |= reads_cache(q)
+
+    @property
+    def answers(self) -> CleanRun:
+        """The clean pass's answer logits: from the full pass when it runs, else from the
+        cheaper `batched.answer_pass` (the same logits bit for bit)."""
+        if self._run is not None or self._needs_cache:
+            return self.run
+        if self._answers is None:
+            self._answers = batched.answer_pass(self.model, self.probe, self.max_rows)
+        return self._answers
 
     @property
     def run(self) -> CleanRun:
@@ -97,6 +119,7 @@ class QuantityContext:
         runner.measure.batched); `measure` then reads them. Returns how many passes ran."""
         if not self.shared:
             return 0
+        self._needs_cache = any(reads_cache(q) for q in wanted)
         runs: dict[str, batched.EditedRun] = {}
         for q in wanted:
             if not q.interventions or q.name not in (*INTERVENED, LINEARISED_MARGIN):
@@ -143,6 +166,7 @@ def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
     """[read] float64 values of the quantity."""
     if q.interventions and q.name not in INTERVENED:
         raise MeasureError(f"interventions on `{q.name}` are not implemented yet")
+    ctx.expect(q)
     bad = ctx.clean_fault()
     if bad is not None:
         raise MeasureError(
@@ -159,39 +183,18 @@ def measure(ctx: QuantityContext, q: p.QuantityExpr) -> np.ndarray:
     return out
 
 
-def non_finite_site(run: CleanRun) -> str | None:
-    """The first activation of a forward pass holding NaN or Inf (`logits` for the output).
-
-    A LayerNorm whose variance overflows returns finite values (its bias) from an infinite
-    scale, so finite logits alone do not make a pass trustworthy. Attention scores are -inf
-    where the causal mask hides a position; only NaN or +inf there is a fault. Each check is
-    one min/max reduction (NaN propagates through both), not an elementwise mask.
-    """
-    if not _finite(run.logits):
-        return "logits"
-    for name in sorted(run.cache):
-        if run.cache[name].numel() == 0:
-            continue
-        low, high = run.cache[name].aminmax()
-        if name.endswith("hook_attn_scores"):
-            if bool(torch.isnan(high) or torch.isposinf(high)):
-                return name
-        elif not bool(torch.isfinite(low) and torch.isfinite(high)):
-            return name
-    return None
-
-
-def _finite(x: torch.Tensor) -> bool:
-    if x.numel() == 0:
+def reads_cache(q: p.QuantityExpr) -> bool:
+    """Whether a quantity reads the clean pass's cached activations, not only its logits
+    (gradient quantities run their own passes)."""
+    if q.interventions:
         return True
-    low, high = x.aminmax()
-    return bool(torch.isfinite(low) and torch.isfinite(high))
+    return q.name not in (*BEHAVIOUR, LINEARISED_MARGIN, *GRADIENT_OWN_PASSES)
 
 
 def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
     model, probe = ctx.model, ctx.probe
     if q.name in BEHAVIOUR or q.name == LINEARISED_MARGIN:
-        run = _intervened(ctx, q.interventions) if q.interventions else ctx.run
+        run = _intervened(ctx, q.interventions) if q.interventions else ctx.answers
         if q.interventions and not bool(torch.isfinite(run.logits).all()):
             raise MeasureError(
                 f"the intervened forward pass gives NaN or Inf logits at step {ctx.step}"

@@ -1,6 +1,7 @@
-"""The engine's shared passes (stacked edited runs, stacked gradients) against measuring every
-quantity on its own: byte-identical results JSON, on CPU, for a study of every intervention
-and gradient kind on the tiny run."""
+"""The engine's shared passes (stacked edited runs, stacked gradients, the answers-only pass of
+probes whose quantities read only the logits) against measuring every quantity on its own:
+byte-identical results JSON, on CPU, for a study of every intervention and gradient kind on the
+tiny run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from runner.engine.study import run_study
 SPEC = """study "shared passes"
 probe iid = split test_iid n 48 seed 0
 probe held = split heldout n 48 seed 0
+probe grad = split test_iid n 16 seed 1
 correction none
 window late = 20 ..
 path h0 = L0.H0 -> unembed
@@ -44,6 +46,12 @@ claim gradients "alignment and update alignment of several targets" {
   at 20 on iid: alignment(qk) > -1000
   at 20 on iid: update_alignment(h0) > -1000
   at 20 on iid: update_alignment(mlp) > update_alignment(qk) - 1000
+}
+
+claim logits_only "probes whose quantities read only the logits, or run their own passes" {
+  over late (mean) on held: margin > -100
+  at final on held: accuracy + loss > -100
+  at 20 on grad: alignment(h0) > -1000
 }
 
 claim births "a birth of an intervened quantity" {

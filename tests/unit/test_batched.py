@@ -10,11 +10,12 @@ import torch
 
 from hypodsl import plan as p
 from runner.measure import batched
+from runner.measure import features as ft
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
 from runner.measure.probe import clean_run
 from runner.model.transformer import ModelConfig, Transformer
-from tests.unit.measure_helpers import probe_of
+from tests.unit.measure_helpers import probe_of, random_basis
 
 CONFIG = ModelConfig(d_model=32, n_layers=3, n_heads=2, d_ff=64)
 UNEMBED = p.UnembedNode()
@@ -41,7 +42,8 @@ def model():
 
 def edited_runs(model, probe, run) -> list[batched.EditedRun]:
     """Every kind of edit: heads, MLPs, neurons, embeddings, a QK restriction, a residual role
-    site, two edits composed, and a run that keeps an activation."""
+    site, two edits composed, a run that keeps an activation, sources with one row per sequence
+    (resample, a feature patch) and features of a basis."""
     nodes = [p.HeadNode(layer=layer, head=h) for layer in range(3) for h in range(2)]
     nodes += [p.MlpNode(layer=1), p.MlpNode(layer=2), p.NeuronsNode(layer=0, indices=(3, 7))]
     nodes += [p.EmbedNode(), p.PosNode(), p.HeadInputNode(layer=1, head=0, input="k")]
@@ -57,10 +59,19 @@ def edited_runs(model, probe, run) -> list[batched.EditedRun]:
     runs.append(batched.EditedRun("two", (runs[1].edits[0], runs[8].edits[0])))
     keep = ("blocks.1.hook_resid_post", "ln_final.hook_normalized")
     runs.append(batched.EditedRun("kept", runs[6].edits, keep))
+    head = iv.site_of(p.HeadNode(layer=1, head=0))
+    resample = iv.resample_source(run[head.hook], seed=3)
+    runs.append(batched.EditedRun("resample", (iv.replace_edit(head, resample, probe),)))
+    basis = random_basis("blocks.0.hook_resid_post", CONFIG.d_model, 4, torch.float32)
+    ids = (1, 4, 6)
+    other = iv.resample_source(run["blocks.0.hook_resid_post"], seed=5)
+    patch = ft.fixed_source(ft.reference_features(basis, other, ids))
+    runs.append(batched.EditedRun("features", (ft.basis_edit(basis, ids, patch),)))
+    runs.append(batched.EditedRun("no features", (ft.basis_edit(basis, ids, ft.zero_source()),)))
     return runs
 
 
-@pytest.mark.parametrize("max_rows", [1, 50, 10_000])
+@pytest.mark.parametrize("max_rows", [1, 7, 50, 10_000])  # windows of 1 and 7, stacks of 2, all
 def test_stacked_edited_runs_equal_one_hooked_forward_each_bit_for_bit(model, probe, max_rows):
     names = batched.restart_names(model) + [
         f"blocks.{layer}.{hook}"
@@ -68,7 +79,9 @@ def test_stacked_edited_runs_equal_one_hooked_forward_each_bit_for_bit(model, pr
         for hook in ("attn.hook_z", "attn.hook_k", "mlp.hook_post")
     ]
     with torch.no_grad():
-        run = clean_run(model, probe, [*names, "hook_embed", "hook_pos_embed"])
+        run = clean_run(
+            model, probe, [*names, "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_post"]
+        )
         runs = edited_runs(model, probe, run)
         stacked = batched.run_many(model, probe, run, runs, max_rows=max_rows)
         for edited in runs:
@@ -174,3 +187,18 @@ def test_edited_runs_with_one_read_per_sequence_equal_one_hooked_forward_each(pr
     for edited in runs:
         alone = iv.run_edited(model, single, list(edited.edits))
         assert torch.equal(together[edited.key].logits, alone.logits)
+
+
+@pytest.mark.parametrize("max_rows", [1, 7, 10_000])
+def test_the_answer_pass_equals_the_full_forward_pass_at_the_answers_bit_for_bit(
+    model, probe, max_rows
+):
+    last = "blocks.2.hook_resid_post"
+    with torch.no_grad():
+        full = clean_run(model, probe, [last, "ln_final.hook_scale"])
+    answers = batched.answer_pass(model, probe, max_rows)
+    assert torch.equal(answers.logits, full.logits)
+    assert torch.equal(answers[last], probe.at_answers(full[last]))
+    assert torch.equal(
+        answers["ln_final.hook_scale"], probe.at_answers(full["ln_final.hook_scale"])
+    )

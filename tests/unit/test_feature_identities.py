@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from hypodsl import plan as p
-from runner.engine.selections import neuron_drives, score_fn
-from runner.features.basis import Basis, BasisInfo, FittedRun
-from runner.features.sae import SparseAutoencoder
+from runner.engine.selections import layer_drives, neuron_drives, score_fn
 from runner.measure import features as ft
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
@@ -24,24 +23,8 @@ from runner.measure.attribution import direct_logit_attribution, linearised_marg
 from runner.measure.circuits import circuit_values, names_for
 from runner.measure.probe import clean_run
 from runner.model.hooks import hooks
+from tests.unit.measure_helpers import WIDTH, random_basis
 from tests.unit.test_measure_identities import CONFIG, random_model
-
-WIDTH = 40
-
-
-def random_basis(site: str, d_in: int, seed: int, dtype=torch.float64) -> Basis:
-    gen = torch.Generator().manual_seed(seed)
-    sae = SparseAutoencoder(d_in, WIDTH)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.randn(d_in, WIDTH, generator=gen) * 0.5)
-        sae.b_enc.copy_(torch.randn(WIDTH, generator=gen) * 0.2)
-        sae.W_dec.copy_(torch.randn(WIDTH, d_in, generator=gen))
-        sae.b_dec.copy_(torch.randn(d_in, generator=gen) * 0.1)
-    info = BasisInfo(
-        site=site, d_in=d_in, d_sae=WIDTH, run=FittedRun(name="r", config_hash="c", data_hash="d"),
-        checkpoints={}, fit={}, weights_sha256="",
-    )  # fmt: skip
-    return Basis(sae.to(dtype).requires_grad_(False), info, None)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +133,14 @@ def test_per_neuron_drives_and_the_output_bias_sum_to_the_mlps_drive(probe):
     some = p.NeuronsNode(layer=1, indices=(0, 5, 7))
     part = gr.update_alignment(model, later, probe, values, {"b": basis}, some)
     assert drives[[0, 5, 7]].sum() == pytest.approx(float(part.predicted.mean()), rel=1e-5)
+
+
+def test_drives_of_several_layers_from_one_pass_equal_each_layers_own(probe):
+    model, later = random_model(9), random_model(10)
+    basis = random_basis("blocks.2.hook_resid_post", CONFIG.d_model, 11, torch.float32)
+    score = score_fn(probe, basis, (1, 2, 3, 4))
+    together = layer_drives(model, later, probe, (0, 2), score)
+    for layer in (0, 2):
+        alone = neuron_drives(model, later, probe, layer, score)
+        assert np.array_equal(together[layer], alone)
+        assert np.abs(alone).max() > 0
