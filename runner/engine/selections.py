@@ -4,7 +4,8 @@
   window, drive_n = ∇θn S(θ_t) · (θ_t' − θ_t)_n, where S is F's activation averaged over the
   probe's reads and θn neuron n's slice of the MLP (row n of c_fc's weight and bias, column n of
   c_proj's weight); the drives of the pairs are summed (the draft's coalition map). One backward
-  pass per (pair, F); the per-neuron sums come from the gradients by a segment sum. The drives
+  pass per (pair, F, probe), for every layer the plan's selections choose from with F there;
+  the per-neuron sums come from the gradients by a segment sum. The drives
   of all neurons plus that of c_proj's bias are the drive of the whole MLP.
 - Features of a basis (or a family's members) by `activation`, `active` or `contribution`:
   each feature's mean over the reads, averaged over the window's checkpoints.

@@ -116,7 +116,7 @@ class Engine:
         self.executor, self.ray_address = executor, ray_address
         self.shared_passes = shared_passes  # False: one pass per quantity (for tests)
         self.trajectories = trajectories  # measure what figures draw too (Judge.reads)
-        self._visited: set[tuple[int, str]] | None = None  # (step, probe) pairs tests read
+        self._visited: dict[tuple[int, str], bool] | None = None  # see `columns_read`
         self.config = read_config(run_dir)
         self.progress = progress or Silent()
         self.cache = MeasurementCache(cache_dir)
@@ -176,12 +176,12 @@ class Engine:
         """What a prediction's test reads, and with `trajectories` what its figure draws."""
         if not self.trajectories:
             return list(self.judge.reads(pred))
-        if self._visited is None:
-            self._visited = {
-                (step, probe)
-                for _, other in self.evaluable()
-                for step, probe, _ in self.judge.reads(other)
-            }
+        if self._visited is None:  # (step, probe) -> whether the full clean pass runs there
+            self._visited = {}
+            for _, other in self.evaluable():
+                for step, probe, q in self.judge.reads(other):
+                    full = self._visited.get((step, probe), False) or quantities.reads_cache(q)
+                    self._visited[(step, probe)] = full
         return list(self.judge.reads(pred, self._visited))
 
     def requests(self) -> dict[int, dict[str, dict[str, p.QuantityExpr]]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,6 +128,15 @@ def spread(steps: list[int], n: int) -> list[int]:
     return sorted({steps[round(i * (len(steps) - 1) / (n - 1))] for i in range(n)})
 
 
+# Read off the logits alone: the study's answers-only pass gives them too (see `Judge.reads`).
+LOGIT_QUANTITIES = ("accuracy", "loss", "margin", "linearised_margin")
+
+
+def off_the_logits(q: p.QuantityExpr) -> bool:
+    """Whether a quantity is read off a clean pass's logits alone."""
+    return not q.interventions and q.name in LOGIT_QUANTITIES
+
+
 def off_the_clean_pass(q: p.QuantityExpr) -> bool:
     """Whether a quantity is read off a probe's clean pass: no edited pass, no gradient, and no
     path that needs the rest of the model run again (one ending before the unembedding)."""
@@ -159,15 +168,20 @@ class Judge:
         return [s for s in self.m.steps if lo <= s <= hi]
 
     def reads(
-        self, pred: p.TimedPrediction | p.BirthOrder, visited: set[tuple[int, str]] | None = None
+        self,
+        pred: p.TimedPrediction | p.BirthOrder,
+        visited: Mapping[tuple[int, str], bool] | None = None,
     ) -> Iterator[tuple[int, str, p.QuantityExpr]]:
         """(step, probe, quantity) of every column the prediction's test needs; with `visited`
-        (the (step, probe) pairs the study's tests read), also what its figure draws.
+        (the (step, probe) pairs the study's tests read, each True where some test there reads
+        more than the logits), also what its figure draws.
 
         A figure adds no forward pass of its own but on a grid: it draws the prediction at the
         checkpoints its test reads, at `FIGURE_GRID` checkpoints spread over the run (not `gram`,
         a backward pass per read: only where tested), and, for quantities read off the clean
-        pass, at every checkpoint where the study runs that probe's clean pass anyway.
+        pass, at every checkpoint where the study runs a pass that gives them anyway: the full
+        clean pass, which caches every activation, where some test reads more than the logits;
+        elsewhere only the answers-only pass, which gives the logits alone.
         """
         grid = set(spread(self.m.steps, FIGURE_GRID)) if visited is not None else set()
         for steps, probe, exprs in self._parts(pred):
@@ -176,10 +190,12 @@ class Judge:
                 for q in quantities_of(expr):
                     on = q.probe or probe
                     free = visited is not None and off_the_clean_pass(q)
+                    logits = all(off_the_logits(col) for col in columns(q))
                     on_grid = grid if q.name != "gram" else set()  # a backward pass per read
                     # a test may name a step the run lacks: reading it reports the gap
                     for step in sorted(tested | set(self.m.steps)):
-                        drawn = step in on_grid or (free and (step, on) in (visited or ()))
+                        full = (visited or {}).get((step, on))
+                        drawn = step in on_grid or (free and full is not None and (full or logits))
                         if step in tested or drawn:
                             for col in columns(q):
                                 yield step, on, col
