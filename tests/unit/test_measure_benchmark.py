@@ -20,4 +20,4 @@ def test_the_measurement_benchmark_runs_and_reports_every_ratio(capsys):
     }  # fmt: skip
     assert set(out) == expected
     assert all(math.isfinite(v) and v > 0 for v in out.values())
-    assert "target <= 0.8" in capsys.readouterr().out
+    assert "target <= 0.4" in capsys.readouterr().out
