@@ -31,7 +31,7 @@ from hypodsl import plan as p
 from hypodsl.cli_common import load_plan
 from runner.engine.step_worker import load_probes
 from runner.engine.study import Engine, run_study
-from runner.measure.gradients import answer_losses
+from runner.measure import behaviour
 from runner.measure.probe import ProbeBatch
 from runner.model import checkpoints
 from runner.model.rundir import read_config, read_signature
@@ -53,8 +53,10 @@ def plain_forward(model: torch.nn.Module, batch: ProbeBatch) -> None:
 
 
 def forward_backward(model: Transformer, batch: ProbeBatch) -> None:
+    """The loss's plain forward pass (the model's own, at every position) and backward pass."""
     model.zero_grad(set_to_none=True)
-    answer_losses(model, batch).mean().backward()
+    logits = batch.at_answers(model(batch.tokens))
+    behaviour.per_read(logits, batch.target)["loss"].mean().backward()
 
 
 def floor_time(plan: p.Plan, run: Path, repeats: int) -> float:

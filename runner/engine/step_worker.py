@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +19,14 @@ import numpy as np
 import torch
 
 from hypodsl import plan as p
+from runner.engine import sources
 from runner.engine.allocator import keep_freed_memory
 from runner.engine.cache import MeasurementCache
+from runner.engine.sources import SourceKey
 from runner.features.basis import Basis, BasisError, load_basis
 from runner.kv import dataset
 from runner.measure import quantities
-from runner.measure.probe import ProbeBatch
+from runner.measure.probe import ProbeBatch, clean_run
 from runner.model import checkpoints
 from runner.model.rundir import RunError, data_dir, read_config
 from runner.model.transformer import Transformer
@@ -46,6 +49,9 @@ class StepTask:
     reads: dict[str, int] = field(default_factory=dict)  # probe -> reads: a cached array's length
     bases: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (dir, SHA-256)
     shared_passes: bool = True  # False: nothing batched (see QuantityContext.shared)
+    # SHA-256 of the checkpoints and probes read, to key activations kept between tasks
+    checkpoint_hashes: dict[int, str] = field(default_factory=dict)
+    probe_hashes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,9 +152,28 @@ def measure_step(task: StepTask) -> StepOutcome:
             other_models[step] = loaded.to(device)
         return other_models[step]
 
+    def model_at(step: int) -> Transformer:
+        return model if step == task.step else load_other(step)
+
     def next_step(step: int) -> int | None:
         later = [s for s in task.steps if s > step]
         return min(later) if later else None
+
+    def step_activation(probe: str) -> Callable[[int, str], torch.Tensor]:
+        def activation(step: int, name: str) -> torch.Tensor:
+            def compute() -> torch.Tensor:
+                with torch.no_grad():
+                    return clean_run(model_at(step), batch(probe), [name])[name]
+
+            if step not in task.checkpoint_hashes or probe not in task.probe_hashes:
+                return compute()
+            key = SourceKey(
+                task.checkpoint_hashes[step], task.probe_hashes[probe], name, task.device,
+                task.threads,
+            )  # fmt: skip
+            return sources.STORE.get(key, compute)
+
+        return activation
 
     seconds: dict[Slot, float] = {}
     # Loading is shared: each measured slot carries an equal part of it.
@@ -159,11 +184,12 @@ def measure_step(task: StepTask) -> StepOutcome:
             probe=batch(probe),
             step=task.step,
             seed=task.seed,
-            load_model=lambda s: model if s == task.step else load_other(s),
+            load_model=model_at,
             resolve_step=lambda ref: resolve_step(ref, config.steps),
             next_step=next_step,
             other_probe=batch,
             bases=bases,
+            step_activation=step_activation(probe) if task.shared_passes else None,
             shared=task.shared_passes,
         )
         slots = [s for s in missing if s[0] == probe]

@@ -28,7 +28,7 @@ import torch
 
 from hypodsl import __version__
 from hypodsl import plan as p
-from runner.engine import selections
+from runner.engine import selections, sources
 from runner.engine.allocator import keep_freed_memory
 from runner.engine.cache import MeasurementCache, entry_key
 from runner.engine.progress import Progress, Silent
@@ -258,6 +258,8 @@ class Engine:
                         for name, b in self.bases.items()
                     },
                     shared_passes=self.shared_passes,
+                    checkpoint_hashes=hashes,
+                    probe_hashes=probe_hashes,
                 )
             )
         return tasks
@@ -310,7 +312,9 @@ class Engine:
         errors: dict[tuple[int, str, str], str] = {}
         tasks = self._tasks(requests, hashes, probe_hashes)
         self.requested = sum(len(t.cache_keys) for t in tasks)
-        for outcome in self._run_tasks(tasks):
+        outcomes = self._run_tasks(tasks)
+        sources.STORE.clear()  # activations kept between this study's checkpoints
+        for outcome in outcomes:
             self.computed += outcome.computed
             if outcome.failure is not None:
                 failures[outcome.step] = outcome.failure

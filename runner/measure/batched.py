@@ -182,6 +182,22 @@ def answer_pass(
     return CleanRun(logits, {last: stream, "ln_final.hook_scale": scale})
 
 
+def answer_logits(
+    model: Transformer, probe: ProbeBatch, max_rows: int = DEFAULT_MAX_ROWS
+) -> torch.Tensor:
+    """[read, vocab] the clean pass's answer logits as `answer_pass` computes them, but
+    differentiable (for the loss gradient): equal to the full forward pass's up to float
+    rounding (the backward pass sums in another order)."""
+    windows = _windows(probe, max(1, max_rows))
+    parts = []
+    for window in windows:
+        restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
+        stream = restarted.stream((-1, PRE), at_answers=True, queries=True)
+        parts.append(restarted.unembed(stream)[0])
+    order = torch.cat([window.reads for window in windows])
+    return torch.cat(parts)[torch.argsort(order)]
+
+
 def _joined(
     chunk: list[EditedRun],
     windows: list[_Window],

@@ -27,7 +27,7 @@ import torch
 
 from hypodsl import plan as p
 from runner.features.basis import Basis
-from runner.measure import behaviour
+from runner.measure import batched, behaviour
 from runner.measure.circuits import circuit_values, names_for
 from runner.measure.probe import CleanRun, ProbeBatch, clean_run
 from runner.model.transformer import Transformer
@@ -43,9 +43,10 @@ def parameters(model: Transformer) -> list[torch.Tensor]:
 
 
 def answer_losses(model: Transformer, probe: ProbeBatch) -> torch.Tensor:
-    """[read] differentiable answer loss."""
-    logits = probe.at_answers(model(probe.tokens))
-    return behaviour.per_read(logits, probe.target)["loss"]
+    """[read] differentiable answer loss, the last block and the unembedding run at the answers
+    only (`batched.answer_logits`): the loss gradient's forward and backward pass are a third
+    cheaper than through the full forward pass, and equal to it up to float rounding."""
+    return behaviour.per_read(batched.answer_logits(model, probe), probe.target)["loss"]
 
 
 def contributions(

@@ -195,6 +195,17 @@ def qk_restriction_mask(probe: ProbeBatch, from_role: str, to_role: str) -> torc
     return (counts > 0).view(probe.n_seq, probe.n_pos, probe.n_pos)
 
 
+def qk_restriction_at_answers(probe: ProbeBatch, from_role: str, to_role: str) -> torch.Tensor:
+    """[read, key] bool: `qk_restriction_mask` at each read's (sequence, answer position),
+    built for those rows only."""
+    sources = probe.read_seq * probe.n_pos + probe.role_positions(from_role)
+    wanted = probe.read_seq * probe.n_pos + probe.answer
+    rows, index = torch.unique(torch.cat([sources, wanted]), return_inverse=True)
+    counts = torch.zeros(len(rows), probe.n_pos, device=probe.device)
+    counts.index_add_(0, index[: len(sources)], probe.role_mask(to_role).float())
+    return counts[index[len(sources) :]] > 0
+
+
 def qk_zero_edit(probe: ProbeBatch, node: p.HeadQKNode) -> Edit:
     """Zero the attention weights from each read's `from` position to its `to` positions."""
     drop = qk_restriction_mask(probe, node.from_role, node.to_role)

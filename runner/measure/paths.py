@@ -25,7 +25,7 @@ So for the zero ablation `X -> unembed` by path patching equals direct attributi
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +91,41 @@ def check_path(nodes: Sequence[p.PathNode]) -> None:
             )
 
 
+Pick = Callable[[torch.Tensor], torch.Tensor]  # [seq, pos, ...] -> what is read of it
+
+
+def _everywhere(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _answers_suffice(nodes: Sequence[p.PathNode]) -> bool:
+    """Whether the path reads its sender's change at the answer positions only: it goes
+    straight to the unembedding, or through one MLP (or neurons) into it."""
+    if isinstance(nodes[1], p.UnembedNode):
+        return True
+    return (
+        len(nodes) == 3
+        and isinstance(nodes[1], (p.MlpNode, p.NeuronsNode))
+        and isinstance(nodes[2], p.UnembedNode)
+    )
+
+
+def _mix_by_sequence(
+    weights: torch.Tensor, values: torch.Tensor, read_seq: torch.Tensor
+) -> torch.Tensor:
+    """[read, d] Σ_k weights[r, k] values[seq(r), k]: each sequence's reads stacked in one
+    product with its values [seq, key, d] (gathering the values per read would copy them once
+    for every read)."""
+    counts = torch.bincount(read_seq, minlength=values.shape[0])
+    order = torch.argsort(read_seq, stable=True)
+    first = counts.cumsum(0) - counts  # each sequence's first read, in sorted order
+    rank = torch.empty_like(read_seq)  # each read's place among its sequence's reads
+    rank[order] = torch.arange(len(read_seq), device=read_seq.device) - first[read_seq[order]]
+    grouped = weights.new_zeros(values.shape[0], int(counts.max()), weights.shape[1])
+    grouped[read_seq, rank] = weights
+    return (grouped @ values)[read_seq, rank]
+
+
 class PathPatcher:
     """Path contributions on one model and probe, sharing one clean run."""
 
@@ -99,41 +134,53 @@ class PathPatcher:
         self.u = readout(model, run, probe)  # [read, d_model]
         self.margin = behaviour.margin(run.logits, probe.target)
 
-    def _replace(self, activation: torch.Tensor, method: str) -> torch.Tensor:
+    def _change(self, activation: torch.Tensor, method: str, pick: Pick) -> torch.Tensor:
+        """The ablated activation minus the clean one, both read through `pick`."""
         if method == "zero":
-            return torch.zeros_like(activation)
+            return -pick(activation)
         if method == "mean":
-            return iv.mean_source(activation, self.probe.token_mask(), self.probe.n_pos)
-        if method == "resample":
-            return iv.resample_source(activation, self.seed)
-        raise PathError(f"unknown ablation `{method}`; use one of {', '.join(METHODS)}")
+            mean = iv.mean_source(activation, self.probe.token_mask(), self.probe.n_pos)
+            replaced = pick(mean.expand_as(activation))
+        elif method == "resample":
+            replaced = pick(iv.resample_source(activation, self.seed))
+        else:
+            raise PathError(f"unknown ablation `{method}`; use one of {', '.join(METHODS)}")
+        return replaced - pick(activation)
 
     def _restricted_output(
-        self, node: p.HeadQKNode, pattern: torch.Tensor, v: torch.Tensor
+        self, node: p.HeadQKNode, pattern: torch.Tensor, v: torch.Tensor, at_answers: bool = False
     ) -> torch.Tensor:
-        """[seq, pos, d_model] the head's write from attention to `to` positions only."""
+        """[seq, pos, d_model] the head's write from attention to `to` positions only; with
+        `at_answers`, [read, d_model] at the answer positions only."""
+        if at_answers:
+            keep = iv.qk_restriction_at_answers(self.probe, node.from_role, node.to_role)
+            weights = pattern[self.probe.read_seq, self.probe.answer] * keep  # [read, key]
+            mixed = _mix_by_sequence(weights, v, self.probe.read_seq)  # [read, d_head]
+            return mixed @ w_o(self.model, node.layer)[node.head]
         keep = iv.qk_restriction_mask(self.probe, node.from_role, node.to_role)
         return ((pattern * keep) @ v) @ w_o(self.model, node.layer)[node.head]
 
-    def sender_delta(self, node: p.PathNode, method: str) -> torch.Tensor:
-        """[seq, pos, d_model] change of the sender's residual write under the ablation."""
+    def sender_delta(self, node: p.PathNode, method: str, at_answers: bool = False) -> torch.Tensor:
+        """[seq, pos, d_model] change of the sender's residual write under the ablation; with
+        `at_answers`, [read, d_model]: the same change at the answer positions only, computed
+        there only (equal up to float rounding: a matrix product over fewer rows)."""
         run = self.run
+        pick = self.probe.at_answers if at_answers else _everywhere
         if isinstance(node, (p.EmbedNode, p.PosNode)):
             x = run["hook_embed" if node.kind == "embed" else "hook_pos_embed"]
-            return self._replace(x, method) - x
+            return self._change(x, method, pick)
         if isinstance(node, p.HeadNode):
             z = run[f"blocks.{node.layer}.attn.hook_z"][:, :, node.head]
-            return (self._replace(z, method) - z) @ w_o(self.model, node.layer)[node.head]
+            return self._change(z, method, pick) @ w_o(self.model, node.layer)[node.head]
         if isinstance(node, p.HeadQKNode):
             if method != "zero":
                 raise PathError("a QK-restricted head is ablated by zeroing its attention only")
             pattern = run[f"blocks.{node.layer}.attn.hook_pattern"][:, node.head]
             v = run[f"blocks.{node.layer}.attn.hook_v"][:, :, node.head]
-            return -self._restricted_output(node, pattern, v)
+            return -self._restricted_output(node, pattern, v, at_answers)
         if isinstance(node, (p.MlpNode, p.NeuronsNode)):
             post = run[f"blocks.{node.layer}.mlp.hook_post"]
-            change = self._replace(post, method) - post
-            return self._neuron_write(node, change)
+            return self._neuron_write(node, self._change(post, method, pick))
         raise PathError(f"`{node.kind}` cannot send along a path")
 
     def _neuron_write(self, node: p.MlpNode | p.NeuronsNode, change: torch.Tensor) -> torch.Tensor:
@@ -190,24 +237,30 @@ class PathPatcher:
     def contribution(self, nodes: Sequence[p.PathNode], method: str = "zero") -> torch.Tensor:
         """[read] C_P: the margin the path carries (see the module docstring)."""
         check_path(nodes)
+        if _answers_suffice(nodes):  # X -> unembed, X -> MLP -> unembed
+            delta = self.sender_delta(nodes[0], method, at_answers=True)
+            if len(nodes) == 3:
+                delta = self._mlp_write_at_answers(nodes[1], delta)  # type: ignore[arg-type]
+            return -(delta * self.u).sum(dim=-1)
         delta = self.sender_delta(nodes[0], method)
         for i, node in enumerate(nodes[1:], start=1):
             if isinstance(node, p.UnembedNode):
                 return -(self.probe.at_answers(delta) * self.u).sum(dim=-1)
             into_unembed = i + 1 < len(nodes) and isinstance(nodes[i + 1], p.UnembedNode)
             if into_unembed and isinstance(node, (p.MlpNode, p.NeuronsNode)):
-                # the unembedding reads only the answers: the MLP need not run elsewhere
-                return -(self._mlp_write_at_answers(node, delta) * self.u).sum(dim=-1)
+                write = self._mlp_write_at_answers(node, self.probe.at_answers(delta))
+                return -(write * self.u).sum(dim=-1)
             delta = self.receive(node, delta)
         return self.margin - self._rest_of_model(nodes[-1], delta)
 
     def _mlp_write_at_answers(
         self, node: p.MlpNode | p.NeuronsNode, delta: torch.Tensor
     ) -> torch.Tensor:
-        """[read, d_model] `receive` of an MLP at the answer positions only (per row, so the
-        same values there)."""
+        """[read, d_model] `receive` of an MLP at the answer positions only, given δ there
+        ([read, d_model]): the unembedding reads nothing else, so the MLP need not run
+        elsewhere (per row, so the same values there)."""
         block, at = self.model.block(node.layer), self.probe.at_answers
-        x = block.ln2(at(self.run[f"blocks.{node.layer}.hook_resid_mid"]) + at(delta))
+        x = block.ln2(at(self.run[f"blocks.{node.layer}.hook_resid_mid"]) + delta)
         post = F.gelu(block.mlp.c_fc(x), approximate="tanh")
         return self._neuron_write(node, post - at(self.run[f"blocks.{node.layer}.mlp.hook_post"]))
 

@@ -56,6 +56,9 @@ class QuantityContext:
     next_step: Callable[[int], int | None]
     other_probe: Callable[[str], ProbeBatch]
     bases: dict[str, Basis] = field(default_factory=dict)
+    # (step, name) -> activation `name` of checkpoint `step`'s clean pass on this probe (a
+    # patch's source); the engine passes one that keeps them from checkpoint to checkpoint.
+    step_activation: Callable[[int, str], torch.Tensor] | None = None
     max_rows: int = batched.DEFAULT_MAX_ROWS  # sequences per stacked chunk of edited passes
     # False: one full hooked forward pass per intervened quantity and one gradient computation
     # per gradient quantity, with nothing shared: the plain path the shared one must equal.
@@ -108,6 +111,14 @@ class QuantityContext:
             return self.run[name]
         with torch.no_grad():
             return clean_run(self.model, self.probe, [name]).cache[name]
+
+    def activation_at(self, step: p.StepRef, name: str) -> torch.Tensor:
+        """Activation `name` of another checkpoint's clean pass on this probe."""
+        number = self.resolve_step(step)
+        if self.step_activation is not None:
+            return self.step_activation(number, name)
+        with torch.no_grad():
+            return clean_run(self.load_model(number), self.probe, [name])[name]
 
     def basis(self, name: str) -> Basis:
         if name not in self.bases:
@@ -305,8 +316,7 @@ def _basis_source(
         source = iv.patch_source(source, probe.n_seq, probe.n_pos, f"probe `{other}`")
         return ft.fixed_source(ft.reference_features(basis, source, node.ids))
     assert intervention.from_step is not None
-    other_model = ctx.load_model(ctx.resolve_step(intervention.from_step))
-    source = clean_run(other_model, probe, [site])[site]
+    source = ctx.activation_at(intervention.from_step, site)
     return ft.fixed_source(ft.reference_features(basis, source, node.ids))
 
 
@@ -324,8 +334,7 @@ def _source(ctx: QuantityContext, site: iv.Site, intervention: p.Intervention) -
         source = clean_run(ctx.model, other, [site.hook])[site.hook]
         return iv.patch_source(source, probe.n_seq, probe.n_pos, f"probe `{other}`")
     assert intervention.from_step is not None
-    other_model = ctx.load_model(ctx.resolve_step(intervention.from_step))
-    return clean_run(other_model, probe, [site.hook])[site.hook]
+    return ctx.activation_at(intervention.from_step, site.hook)
 
 
 def _site_names(ctx: QuantityContext, q: p.QuantityExpr) -> tuple[str, ...]:

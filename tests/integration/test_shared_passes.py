@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
+from runner.engine import sources
 from runner.engine.study import run_study
 
 SPEC = """study "shared passes"
@@ -38,6 +39,7 @@ claim patches "patches from a probe and from checkpoints" {
   at 20 on iid: margin with patch(L0.mlp, from=final) < 100
   at final on iid: margin with patch(L0.H1, from=20) and ablate(L0.mlp, mean) < 100
   at final on iid: share(qk) < 100
+  over late (mean) on iid: margin with patch(L0.H1, from=20) < 100
 }
 
 claim gradients "alignment and update alignment of several targets" {
@@ -71,3 +73,23 @@ def test_shared_passes_give_byte_identical_results(tiny_run: Path, tmp_path: Pat
         results[shared] = result.model_dump_json(indent=2)
         assert all("not evaluable" not in c.reason for c in result.claims), result.claims
     assert results[True] == results[False]
+
+
+def test_a_patch_source_runs_once_for_every_checkpoint_it_is_patched_into(
+    tiny_run: Path, tmp_path: Path
+):
+    """`sources.STORE` keeps another checkpoint's activation between checkpoints: two sources
+    (two sites of step 20), each computed once, for a window of checkpoints and a figure."""
+    spec = (
+        SPEC.split("claim ")[0]
+        + """claim p "patches from step 20" {
+  over late (mean) on iid: margin with patch(L0.H1, from=20) < 100
+  at final on iid: margin with patch(L0.mlp, from=20) < 100
+}
+"""
+    )
+    plan = compile_spec(parse(spec, "sources.hyp"), spec, None)
+    before = sources.STORE.computed
+    result = run_study(plan, [tiny_run], cache_dir=tmp_path, trajectories=True)
+    assert len(result.claims[0].predictions[1].trajectories[0].points) > 1  # a figure drew it
+    assert sources.STORE.computed - before == 2

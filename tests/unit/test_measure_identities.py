@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from hypodsl import plan as p
+from runner.measure import batched, behaviour, sweep
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
 from runner.measure import per_example as pe
-from runner.measure import sweep
 from runner.measure.attribution import direct_logit_attribution, linearised_margin
 from runner.measure.attribution_patching import attribution_patching
 from runner.measure.paths import PathError, PathPatcher, check_path, path_names
@@ -81,6 +81,35 @@ def test_single_hop_path_patching_equals_direct_attribution(model64, probe):
         torch.testing.assert_close(embed, dla["embed"], rtol=0, atol=1e-10)
 
 
+def test_paths_read_at_the_answers_equal_the_change_computed_everywhere(model64, probe):
+    """`X -> unembed` and `X -> MLP -> unembed` compute the sender's change at the answer
+    positions only; here it is computed at every position and read at the answers."""
+    senders = [
+        p.EmbedNode(), p.PosNode(), head(0, 1), p.MlpNode(layer=0),
+        p.NeuronsNode(layer=0, indices=(3, 7)),
+        p.HeadQKNode(layer=1, head=1, from_role="answer", to_role="match_value"),
+    ]  # fmt: skip
+    with torch.no_grad():
+        run = clean_run(model64, probe, path_names(model64))
+        patcher = PathPatcher(model64, probe, run, seed=3)
+        for sender in senders:
+            methods = ["zero"] if isinstance(sender, p.HeadQKNode) else ["zero", "mean", "resample"]
+            for method in methods:
+                everywhere = patcher.sender_delta(sender, method)
+                direct = -(probe.at_answers(everywhere) * patcher.u).sum(dim=-1)
+                got = patcher.contribution([sender, p.UnembedNode()], method)
+                torch.testing.assert_close(got, direct, rtol=0, atol=1e-10)
+                if not (isinstance(sender, p.PosNode) and method != "zero"):  # the same everywhere
+                    assert direct.abs().max() > 1e-3  # the sender matters on this model
+                mlp = p.MlpNode(layer=2)
+                through = -(probe.at_answers(patcher.receive(mlp, everywhere)) * patcher.u)
+                got = patcher.contribution([sender, mlp, p.UnembedNode()], method)
+                torch.testing.assert_close(got, through.sum(dim=-1), rtol=0, atol=1e-10)
+    for roles in [("answer", "match_value"), ("answer", "other_key"), ("read_op", "match_key")]:
+        everywhere = iv.qk_restriction_mask(probe, *roles)[probe.read_seq, probe.answer]
+        assert torch.equal(iv.qk_restriction_at_answers(probe, *roles), everywhere)
+
+
 def test_patching_a_component_with_its_own_activation_changes_nothing(model64, probe):
     site = iv.site_of(head(1, 1))
     with torch.no_grad():
@@ -144,6 +173,21 @@ def test_attribution_patching_is_the_directional_derivative(model64, probe):
             slope = change.sum() / eps
             estimate = scores.heads[kind][1, :, 0].sum()
             assert abs(slope.item() - estimate.item()) <= 1e-4 * max(1.0, abs(estimate.item()))
+
+
+def test_the_answers_only_loss_and_its_gradient_equal_the_full_forward_pass(model64, probe):
+    """`answer_losses` runs the last block and the unembedding at the answers only, in windows
+    of sequences; the full forward pass reads the same losses at every position."""
+    full = behaviour.per_read(probe.at_answers(model64(probe.tokens)), probe.target)["loss"]
+    for max_rows in (3, 10_000):
+        losses = behaviour.per_read(batched.answer_logits(model64, probe, max_rows), probe.target)[
+            "loss"
+        ]
+        torch.testing.assert_close(losses, full, rtol=0, atol=1e-12)
+    via_answers = gr.flat_grad(gr.answer_losses(model64, probe).mean(), model64)
+    via_full = gr.flat_grad(full.mean(), model64)
+    assert via_full.abs().max() > 1e-3
+    torch.testing.assert_close(via_answers, via_full, rtol=0, atol=1e-12)
 
 
 def test_alignment_predicts_the_change_after_a_small_sgd_step(model64, probe):
