@@ -22,7 +22,6 @@ from hypodsl import plan as p
 from runner.engine import sources
 from runner.engine.allocator import keep_freed_memory
 from runner.engine.cache import MeasurementCache
-from runner.engine.sources import SourceKey
 from runner.features.basis import Basis, BasisError, load_basis
 from runner.kv import dataset
 from runner.measure import quantities
@@ -167,7 +166,7 @@ def measure_step(task: StepTask) -> StepOutcome:
 
             if step not in task.checkpoint_hashes or probe not in task.probe_hashes:
                 return compute()
-            key = SourceKey(
+            key = sources.SourceKey(
                 task.checkpoint_hashes[step], task.probe_hashes[probe], name, task.device,
                 task.threads,
             )  # fmt: skip

@@ -312,8 +312,10 @@ class Engine:
         errors: dict[tuple[int, str, str], str] = {}
         tasks = self._tasks(requests, hashes, probe_hashes)
         self.requested = sum(len(t.cache_keys) for t in tasks)
-        outcomes = self._run_tasks(tasks)
-        sources.STORE.clear()  # activations kept between this study's checkpoints
+        try:
+            outcomes = self._run_tasks(tasks)
+        finally:
+            sources.STORE.clear()  # activations kept between this study's checkpoints
         for outcome in outcomes:
             self.computed += outcome.computed
             if outcome.failure is not None:
