@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from runner.measure.interventions import ALL_SEQUENCES, Edit
 from runner.measure.probe import CleanRun, ProbeBatch
 from runner.model.hooks import hooks
-from runner.model.transformer import Transformer
+from runner.model.transformer import Block, Transformer
 
 DEFAULT_MAX_ROWS = 64  # sequences per pass: the fastest measured (README)
 
@@ -157,29 +157,35 @@ def run_many(
     return out
 
 
-@torch.no_grad()
 def answer_pass(
-    model: Transformer, probe: ProbeBatch, max_rows: int = DEFAULT_MAX_ROWS
+    model: Transformer,
+    probe: ProbeBatch,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    keep_graph: bool = False,
 ) -> CleanRun:
     """The clean pass's answer logits, computed as an edited run with no edit: the probe a
     window at a time, the last block and the unembedding at the answers only. Equal to the full
     forward pass's bit for bit, and cheaper, for quantities that read nothing but the logits.
     Its cache: the stream after the last block and the final LayerNorm's scale at the answers
-    ([read, d_model] and [read, 1]), the witnesses `finite` reads of such a pass."""
-    cfg, weight = model.cfg, model.embed.weight
-    logits = weight.new_empty(len(probe), cfg.vocab_size)
-    stream = weight.new_empty(len(probe), cfg.d_model)
-    scale = weight.new_empty(len(probe), 1)
+    ([read, d_model] and [read, 1]), the witnesses `finite` reads of such a pass.
+
+    With `keep_graph` the logits stay differentiable (the loss gradient is taken from the same
+    pass that gave the logits); the cache is detached either way."""
     kept: list[torch.Tensor] = []
-    with hooks(model, [("ln_final.hook_scale", lambda x, name: kept.append(x))]):
-        for window in _windows(probe, max(1, max_rows)):
-            restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
-            part = restarted.stream((-1, PRE), at_answers=True, queries=True)
-            logits[window.reads] = restarted.unembed(part)[0]
-            stream[window.reads] = part[0]
-            scale[window.reads] = kept.pop()[0]
-    last = f"blocks.{cfg.n_layers - 1}.hook_resid_post"
-    return CleanRun(logits, {last: stream, "ln_final.hook_scale": scale})
+    logits, stream, scale = [], [], []
+    windows = _windows(probe, max(1, max_rows))
+    with torch.set_grad_enabled(keep_graph):
+        with hooks(model, [("ln_final.hook_scale", lambda x, name: kept.append(x))]):
+            for window in windows:
+                restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
+                part = restarted.stream((-1, PRE), at_answers=True, queries=True)
+                logits.append(restarted.unembed(part)[0])
+                stream.append(part[0].detach())
+                scale.append(kept.pop()[0].detach())
+        order = torch.argsort(torch.cat([window.reads for window in windows]))
+        last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+        cache = {last: torch.cat(stream)[order], "ln_final.hook_scale": torch.cat(scale)[order]}
+        return CleanRun(torch.cat(logits)[order], cache)
 
 
 def answer_logits(
@@ -188,14 +194,44 @@ def answer_logits(
     """[read, vocab] the clean pass's answer logits as `answer_pass` computes them, but
     differentiable (for the loss gradient): equal to the full forward pass's up to float
     rounding (the backward pass sums in another order)."""
-    windows = _windows(probe, max(1, max_rows))
-    parts = []
-    for window in windows:
-        restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
-        stream = restarted.stream((-1, PRE), at_answers=True, queries=True)
-        parts.append(restarted.unembed(stream)[0])
-    order = torch.cat([window.reads for window in windows])
-    return torch.cat(parts)[torch.argsort(order)]
+    return answer_pass(model, probe, max_rows, keep_graph=True).logits
+
+
+def answer_run(
+    model: Transformer, probe: ProbeBatch, names: Sequence[str], queries: bool = True
+) -> CleanRun:
+    """The clean pass over the whole probe with the last block's MLP, the final LayerNorm and
+    the unembedding at the answer positions only (with `queries`, also its attention's
+    queries), caching `names` without detaching them: for differentiating quantities that read
+    those activations at the answers only (`paths.answers_suffice`).
+
+    A cached activation computed at the answers only is spread back to [seq, pos, ...], its
+    values at the answer positions and NaN elsewhere, so that a read anywhere else shows. With
+    `queries` the last block's attention scores, pattern and z are not computed at all, and not
+    cached. Values equal the full pass's at the answers (tests/unit/test_batched.py)."""
+    n_layers = model.cfg.n_layers
+    cache: dict[str, torch.Tensor] = {}
+
+    def store(x: torch.Tensor, name: str) -> None:
+        cache[name] = x
+
+    (window,) = _windows(probe, max(1, probe.n_seq))
+    restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
+    with hooks(model, [(name, store) for name in names]):
+        logits = restarted.unembed(restarted.stream((-1, PRE), at_answers=True, queries=queries))
+    for name, x in cache.items():
+        if _computed_at_answers(name, n_layers):
+            spread = x.new_full((probe.n_seq, probe.n_pos, *x.shape[2:]), float("nan"))
+            cache[name] = spread.index_put((probe.read_seq, probe.answer), x[0])
+    return CleanRun(logits[0], cache)
+
+
+def _computed_at_answers(name: str, n_layers: int) -> bool:
+    """Whether the answers-only pass computes this activation at the answer positions only."""
+    last = f"blocks.{n_layers - 1}."
+    if name.startswith(last):
+        return not name[len(last) :].startswith(_ALL_POSITIONS)
+    return name.startswith("ln_final.")
 
 
 def _joined(
@@ -316,6 +352,14 @@ class _Restarted:
         stream = self.stream(restart, at_answers, queries)
         return self.unembed(stream) if at_answers else self.answers(self.unembed(stream))
 
+    def _last_block_at_answers(
+        self, block: Block, pre: torch.Tensor, z: torch.Tensor
+    ) -> torch.Tensor:
+        """[k, read, d_model] the stream after the last block at the answers, from the stream
+        entering it [k·seq, pos, d_model] and its heads' z at the answers [k, read, nh, hs]."""
+        mid = block.hook_resid_mid(self.answers(pre) + block.hook_attn_out(block.attn.project(z)))
+        return block.hook_resid_post(mid + block.hook_mlp_out(block.mlp(block.ln2(mid))))
+
     def stream(self, restart: Restart, at_answers: bool, queries: bool = False) -> torch.Tensor:
         """The residual stream after the last block: [k, read, d_model] at the answers when
         `at_answers`, else [k·seq, pos, d_model]."""
@@ -346,13 +390,11 @@ class _Restarted:
                     slots, slot_of_read = self.query_slots()
                     z_at = b.attn.mix_at(b.ln1(pre), slots)
                     z_at = z_at.view(self.k, self.window.n_seq, *z_at.shape[1:])
-                    mid = self.answers(pre) + b.attn.project(
-                        z_at[:, self.window.read_seq, slot_of_read]
+                    return self._last_block_at_answers(
+                        b, pre, z_at[:, self.window.read_seq, slot_of_read]
                     )
-                    return mid + b.mlp(b.ln2(mid))
                 z = b.attn.mix(b.ln1(pre))
             if last:
-                mid = self.answers(pre) + b.attn.project(self.answers(z))
-                return mid + b.mlp(b.ln2(mid))
+                return self._last_block_at_answers(b, pre, self.answers(z))
             resid = b.from_z(pre, z)
         return self.answers(resid) if at_answers else resid

@@ -13,9 +13,11 @@ C̄ = mean_i C_i, L_i the answer loss and L̄ = mean_i L_i.
 Gradients include every dependence on θ, through the frozen LayerNorm scale and the margin
 direction too: the quantity differentiated is exactly the one measured. The engine's per-read
 directional derivatives J v of K targets come from one forward-mode pass (`torch.func.jvp`) of
-their stacked values; `alignment` computes them with two backward passes instead (the gradient
-of w · C with respect to θ is linear in w; differentiating its product with v with respect to w
-gives J v), and the tests hold the two equal in float64.
+their stacked values, with the last block's MLP at the answers only when the targets read
+nothing else there (`batched.answer_run`). `alignment` computes them with two backward passes
+through the full forward pass instead (the gradient of w · C with respect to θ is linear in w;
+differentiating its product with v with respect to w gives J v), and the tests hold the two
+equal in float64.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from hypodsl import plan as p
 from runner.features.basis import Basis
 from runner.measure import batched, behaviour
 from runner.measure.circuits import circuit_values, names_for
+from runner.measure.paths import answers_suffice, reads_last_attention
 from runner.measure.probe import CleanRun, ProbeBatch, clean_run
 from runner.model.transformer import Transformer
 
@@ -178,10 +181,13 @@ def alignments(
     probe: ProbeBatch,
     targets: Sequence[Paths | Values],
     bases: Mapping[str, Basis] = NO_BASES,
+    descent: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """Per-read <∇C_i, −∇L̄> of K targets: one forward and backward pass for ∇L̄, then one
-    forward-mode pass of the K stacked values along −∇L̄, whatever K is."""
-    descent = -flat_grad(answer_losses(model, probe).mean(), model)
+    """Per-read <∇C_i, −∇L̄> of K targets: one forward and backward pass for ∇L̄ (unless its
+    `descent` −∇L̄ is given), then one forward-mode pass of the K stacked values along −∇L̄,
+    whatever K is."""
+    if descent is None:
+        descent = -flat_grad(answer_losses(model, probe).mean(), model)
     _, tangent = forward_derivatives(model, _stacked(targets, probe, bases), descent)
     return list(tangent)
 
@@ -197,10 +203,30 @@ def _stacked(
     fns = [_values_of(t, probe, bases) for t in targets]
 
     def values(model: Transformer) -> torch.Tensor:
-        run = clean_run(model, probe, names_for(model, bases), detach=False)
-        return torch.stack([fn(model, run) for fn in fns])
+        run, answers_only = _clean_run_for(model, probe, targets, bases)
+        out = torch.stack([fn(model, run) for fn in fns])
+        if answers_only and bool(out.isnan().any()):  # NaN fills what answer_run did not compute
+            raise ValueError("a target read the answers-only pass away from the answers")
+        return out
 
     return values
+
+
+def _clean_run_for(
+    model: Transformer,
+    probe: ProbeBatch,
+    targets: Sequence[Paths | Values],
+    bases: Mapping[str, Basis],
+) -> tuple[CleanRun, bool]:
+    """The differentiable clean pass the targets read, and whether it is answers-only: the last
+    block's MLP and the unembedding at the answers only when every target is a path that reads
+    nothing else there (`paths.answers_suffice`), the full pass otherwise."""
+    names = names_for(model, bases)
+    paths = [t for t in targets if not callable(t)]
+    if len(paths) == len(targets) and all(answers_suffice(t) for t in paths):
+        reads_attention = any(reads_last_attention(t, model.cfg.n_layers) for t in paths)
+        return batched.answer_run(model, probe, names, queries=not reads_attention), True
+    return clean_run(model, probe, names, detach=False), False
 
 
 class _Bound(torch.nn.Module):

@@ -110,6 +110,27 @@ def _answers_suffice(nodes: Sequence[p.PathNode]) -> bool:
     )
 
 
+def answers_suffice(paths: Sequence[Sequence[p.PathNode]]) -> bool:
+    """Whether the zero-ablation contributions of these paths read the last block's MLP, the
+    final LayerNorm and the logits at the answer positions only (the last block's attention
+    too, unless `reads_last_attention`): every path goes straight to the unembedding, or
+    through one MLP into it, and none starts or ends at a feature."""
+    return all(
+        _answers_suffice(nodes)
+        and not any(isinstance(node, p.FeatureNode | p.ErrorNode) for node in nodes)
+        for nodes in paths
+    )
+
+
+def reads_last_attention(paths: Sequence[Sequence[p.PathNode]], n_layers: int) -> bool:
+    """Whether a path has a head of the last layer, whose attention it reads at every query."""
+    return any(
+        node.kind in HEAD_KINDS and node.layer == n_layers - 1  # type: ignore[union-attr]
+        for nodes in paths
+        for node in nodes
+    )
+
+
 def _mix_by_sequence(
     weights: torch.Tensor, values: torch.Tensor, read_seq: torch.Tensor
 ) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 
 from hypodsl import plan as p
 from runner.features.basis import Basis
-from runner.measure import attention, batched
+from runner.measure import attention, batched, behaviour
 from runner.measure import features as ft
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
@@ -68,6 +68,11 @@ class QuantityContext:
     # Whether a quantity measured here reads the full clean pass's cache; `prefetch` clears it
     # when none of the quantities it is given does.
     _needs_cache: bool = field(default=True, init=False)
+    # Whether an `alignment` is measured here: the answers-only pass then keeps its graph, and
+    # the loss gradient is taken from it (`descent`) instead of from a pass of its own.
+    _wants_descent: bool = field(default=False, init=False)
+    _graph_logits: torch.Tensor | None = field(default=None, init=False)
+    _descent: torch.Tensor | None = field(default=None, init=False)
     _edited: dict[str, CleanRun | Exception] = field(default_factory=dict, init=False)
     _gradients: dict[str, torch.Tensor] = field(default_factory=dict, init=False)
     _fault: str | None = field(default=None, init=False)
@@ -92,8 +97,27 @@ class QuantityContext:
         if self._run is not None or self._needs_cache:
             return self.run
         if self._answers is None:
-            self._answers = batched.answer_pass(self.model, self.probe, self.max_rows)
+            run = batched.answer_pass(
+                self.model, self.probe, self.max_rows, keep_graph=self._wants_descent
+            )
+            if run.logits.requires_grad:
+                self._graph_logits = run.logits
+                run = CleanRun(run.logits.detach(), run.cache)
+            self._answers = run
         return self._answers
+
+    def descent(self) -> torch.Tensor:
+        """−∇θ L̄, the loss's descent direction on this probe [n_params]: one backward pass,
+        through the answers-only pass's graph when it kept one (the same pass that gave the
+        logits and their finiteness check), else through a pass of its own."""
+        if self._descent is None:
+            logits = self._graph_logits
+            if logits is None:
+                logits = batched.answer_logits(self.model, self.probe, self.max_rows)
+            self._graph_logits = None
+            losses = behaviour.per_read(logits, self.probe.target)["loss"]
+            self._descent = -gr.flat_grad(losses.mean(), self.model)
+        return self._descent
 
     @property
     def run(self) -> CleanRun:
@@ -131,6 +155,7 @@ class QuantityContext:
         if not self.shared:
             return 0
         self._needs_cache = any(reads_cache(q) for q in wanted)
+        self._wants_descent = any(q.name == "alignment" for q in wanted)
         runs: dict[str, batched.EditedRun] = {}
         for q in wanted:
             if not q.interventions or q.name not in (*INTERVENED, LINEARISED_MARGIN):
@@ -254,7 +279,7 @@ def _gradient_values(ctx: QuantityContext, qs: Sequence[p.QuantityExpr]) -> list
         [x.nodes for x in q.paths] if q.target is None else _score_values(ctx, q.target) for q in qs
     ]
     if qs[0].name == "alignment":
-        return gr.alignments(ctx.model, ctx.probe, targets, ctx.bases)
+        return gr.alignments(ctx.model, ctx.probe, targets, ctx.bases, ctx.descent())
     following = ctx.next_step(ctx.step)
     if following is None:
         raise MeasureError(f"step {ctx.step} is the last checkpoint: no update follows it")

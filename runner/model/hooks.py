@@ -30,8 +30,9 @@ def hook_points(model: nn.Module) -> dict[str, HookPoint]:
     return {name: m for name, m in model.named_modules() if isinstance(m, HookPoint)}
 
 
-def resolve(model: nn.Module, name: str) -> HookPoint:
-    points = hook_points(model)
+def resolve(model: nn.Module, name: str, points: dict[str, HookPoint] | None = None) -> HookPoint:
+    """The hook point `name` (`points`: the model's, when the caller has them already)."""
+    points = hook_points(model) if points is None else points
     if name in points:
         return points[name]
     close = difflib.get_close_matches(name, list(points), n=1)
@@ -45,9 +46,10 @@ def hooks(model: nn.Module, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator
     handles = []
     per_head = {n.rsplit(".hook_result", 1)[0] for n, _ in fwd_hooks if n.endswith("hook_result")}
     attention = dict(model.named_modules())
+    points = hook_points(model)
     try:
         for name, fn in fwd_hooks:
-            point = resolve(model, name)
+            point = resolve(model, name, points)
             handles.append(point.register_forward_hook(_adapt(fn, name)))
         for attn in per_head:
             attention[attn].per_head_result = True

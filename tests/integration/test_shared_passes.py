@@ -11,6 +11,7 @@ from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
 from runner.engine import sources
 from runner.engine.study import run_study
+from runner.measure import batched
 
 SPEC = """study "shared passes"
 probe iid = split test_iid n 48 seed 0
@@ -93,3 +94,31 @@ def test_a_patch_source_runs_once_for_every_checkpoint_it_is_patched_into(
     result = run_study(plan, [tiny_run], cache_dir=tmp_path, trajectories=True)
     assert len(result.claims[0].predictions[1].trajectories[0].points) > 1  # a figure drew it
     assert sources.STORE.computed - before == 2
+
+
+def test_the_loss_gradient_comes_from_the_answers_pass_of_a_logits_only_probe(
+    tiny_run: Path, tmp_path: Path, monkeypatch
+):
+    """On a probe whose quantities read only the logits, `alignment`'s loss gradient is taken
+    through the graph of the answers-only pass that gave the logits and their finiteness check:
+    one pass, not a second one of its own (the results equal the unshared path's above)."""
+    spec = (
+        SPEC.split("claim ")[0]
+        + """claim g "alignment on a logits-only probe" {
+  at 20 on grad: alignment(h0) > -1000
+  at 20 on grad: accuracy > -1
+}
+"""
+    )
+    plan = compile_spec(parse(spec, "descent.hyp"), spec, None)
+    passes: list[bool] = []
+    answer_pass = batched.answer_pass
+
+    def counted(*args, **kwargs):
+        passes.append(kwargs.get("keep_graph", False))
+        return answer_pass(*args, **kwargs)
+
+    monkeypatch.setattr(batched, "answer_pass", counted)
+    result = run_study(plan, [tiny_run], cache_dir=tmp_path)
+    assert [p.verdict for p in result.claims[0].predictions] == ["supported", "supported"]
+    assert passes == [True]

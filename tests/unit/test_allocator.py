@@ -40,6 +40,7 @@ def test_repeated_passes_reuse_the_freed_pages():
     if took != "True":
         pytest.skip("not glibc: the setting does nothing here")
     _, fresh = page_faults("default")
-    # Measured on the CI machine: about 5,000 against 110,000.
-    assert fresh > 50_000
+    # Measured on the CI machine: 4,500 to 6,300 kept against 49,900 to 112,000 by default (the
+    # default varies from process to process, for reasons not pinned down).
+    assert fresh > 25_000  # the default really faults in many pages (100 MB and more)
     assert kept < fresh / 5

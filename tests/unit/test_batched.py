@@ -13,6 +13,7 @@ from runner.measure import batched
 from runner.measure import features as ft
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
+from runner.measure.circuits import names_for
 from runner.measure.probe import clean_run
 from runner.model.transformer import ModelConfig, Transformer
 from tests.unit.measure_helpers import probe_of, random_basis
@@ -202,3 +203,95 @@ def test_the_answer_pass_equals_the_full_forward_pass_at_the_answers_bit_for_bit
     assert torch.equal(
         answers["ln_final.hook_scale"], probe.at_answers(full["ln_final.hook_scale"])
     )
+
+
+@pytest.mark.parametrize("queries", [True, False])
+def test_the_answers_only_run_equals_the_full_pass_at_the_answers_bit_for_bit(
+    model, probe, queries
+):
+    """`answer_run` (the clean pass of differentiated path values): every cached activation
+    equals the full pass's where it is computed, the last block past its attention at the
+    answers only and NaN elsewhere; with `queries` its attention's pattern and z are absent."""
+    names = [*names_for(model, {}), "blocks.2.ln2.hook_scale", "blocks.2.hook_mlp_out"]
+    with torch.no_grad():
+        full = clean_run(model, probe, names)
+        answers = batched.answer_run(model, probe, names, queries=queries)
+    assert torch.equal(answers.logits, full.logits)
+    past_attention = ("hook_resid_mid", "mlp.hook_post", "hook_resid_post", "ln2.hook_scale",
+                      "hook_mlp_out")  # fmt: skip
+    at_answers_only = {f"blocks.2.{x}" for x in past_attention} | {"ln_final.hook_scale"}
+    skipped = {"blocks.2.attn.hook_pattern", "blocks.2.attn.hook_z"} if queries else set()
+    assert set(answers.cache) == set(names) - skipped
+    elsewhere = torch.ones(probe.n_seq, probe.n_pos, dtype=torch.bool)
+    elsewhere[probe.read_seq, probe.answer] = False
+    for name in answers.cache:
+        if name in at_answers_only:
+            assert torch.equal(probe.at_answers(answers[name]), probe.at_answers(full[name]))
+            assert answers[name][elsewhere].isnan().all(), name
+        else:
+            assert torch.equal(answers[name], full[name]), name
+
+
+QK_L1 = p.HeadQKNode(layer=1, head=0, from_role="answer", to_role="match_value")
+# Paths whose values the forward-mode pass reads from `answer_run` (every sender kind, into the
+# unembedding or through an MLP, the last layer's heads too), and paths and targets it cannot.
+ANSWERS_PATHS = [
+    [[p.EmbedNode(), UNEMBED], [p.PosNode(), UNEMBED]],
+    [[p.HeadNode(layer=2, head=1), UNEMBED]],
+    [[p.HeadQKNode(layer=2, head=0, from_role="answer", to_role="match_value"), UNEMBED]],
+    [[QK_L1, p.MlpNode(layer=2), UNEMBED]],
+    [[p.NeuronsNode(layer=2, indices=(2, 9)), UNEMBED]],
+    [[p.HeadNode(layer=1, head=0), p.NeuronsNode(layer=2, indices=(1, 4, 30)), UNEMBED]],
+]
+FULL_PASS_PATHS = [
+    [[p.HeadNode(layer=0, head=0), p.HeadInputNode(layer=1, head=1, input="v")]],
+    [[p.HeadNode(layer=0, head=1), p.HeadNode(layer=1, head=0), p.MlpNode(layer=2), UNEMBED]],
+    [[p.HeadNode(layer=0, head=0), p.MlpNode(layer=1)]],
+]
+
+
+def test_forward_mode_alignment_from_the_answers_only_run_equals_the_backward_pass_alignment(
+    probe, monkeypatch
+):
+    """Every path kind the answers-only run serves, each target alone and all stacked (the last
+    layer's heads among them switch its attention back to every query), and targets that need
+    the full pass, against `alignment`'s backward passes through the full pass (float64)."""
+    model = random_model(1, scale=0.05).double()
+    calls = []
+    answer_run = batched.answer_run
+    monkeypatch.setattr(
+        batched, "answer_run", lambda *a, **k: calls.append(k["queries"]) or answer_run(*a, **k)
+    )
+    targets = [*PATHS, *ANSWERS_PATHS]
+    stacked = gr.alignments(model, probe, targets)
+    assert calls == [False]
+    for paths, together in zip(targets, stacked, strict=True):
+        backward = gr.alignment(model, probe, paths, cosine=False).per_read
+        torch.testing.assert_close(together, backward, rtol=0, atol=1e-6)
+        torch.testing.assert_close(gr.alignments(model, probe, [paths])[0], backward,
+                                   rtol=0, atol=1e-6)  # fmt: skip
+        assert backward.abs().max() > 1e-4  # not trivially equal
+    calls.clear()
+    for paths in FULL_PASS_PATHS:
+        forward = gr.alignments(model, probe, [paths, PATHS[0]])
+        backward = gr.alignment(model, probe, paths, cosine=False).per_read
+        torch.testing.assert_close(forward[0], backward, rtol=0, atol=1e-6)
+        assert backward.abs().max() > 1e-4
+    assert calls == []
+
+
+def test_a_target_that_reads_the_answers_only_run_elsewhere_is_an_error_not_a_dropped_read(
+    probe, monkeypatch
+):
+    """Nothing in the model after the last block's attention mixes positions, so the paths
+    `answers_suffice` admits read nothing else; were a target to, it would read the NaN that
+    `answer_run` leaves there, and NaN reads are dropped as undefined: the pass refuses."""
+    model = random_model(1, scale=0.05)
+    assert not bool((probe.answer == 0).any())
+
+    def reads_position_0(target, probe, bases):
+        return lambda model, run: run["blocks.2.mlp.hook_post"][probe.read_seq, 0].sum(-1)
+
+    monkeypatch.setattr(gr, "_values_of", reads_position_0)
+    with pytest.raises(ValueError, match="away from the answers"):
+        gr.alignments(model, probe, [PATHS[0]])
