@@ -187,6 +187,8 @@ class QuantityContext:
                 groups.setdefault(f"{q.name}|{scope}", {})[p.quantity_key(q)] = q
         if self.clean_fault() is not None:
             return
+        if self._graph_logits is not None:
+            self.descent()  # frees the answers pass's graph before other quantities are measured
         for group in groups.values():
             keys = [k for k in group if k not in self._gradients]
             if len(keys) < 2:

@@ -11,7 +11,7 @@ from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
 from runner.engine import sources
 from runner.engine.study import run_study
-from runner.measure import batched
+from runner.measure import batched, quantities
 
 SPEC = """study "shared passes"
 probe iid = split test_iid n 48 seed 0
@@ -119,6 +119,12 @@ def test_the_loss_gradient_comes_from_the_answers_pass_of_a_logits_only_probe(
         return answer_pass(*args, **kwargs)
 
     monkeypatch.setattr(batched, "answer_pass", counted)
+    held = []  # no quantity is measured while the pass's graph is held: it is freed in prefetch
+    measure = quantities.measure
+    monkeypatch.setattr(
+        quantities, "measure", lambda ctx, q: held.append(ctx._graph_logits) or measure(ctx, q)
+    )
     result = run_study(plan, [tiny_run], cache_dir=tmp_path)
     assert [p.verdict for p in result.claims[0].predictions] == ["supported", "supported"]
     assert passes == [True]
+    assert held == [None, None]
