@@ -1,6 +1,7 @@
 """A reference-scale study's costs as ratios, measured in one process.
 
     python benchmarks/study.py [--run runs/bench_reference] [--repeats 3] [--threads 2]
+    python benchmarks/study.py --device cuda [--json FILE]    # on a GPU machine
 
 The run: the reference architecture (626,048 parameters) trained 280 steps on the reference
 checkpoint schedule divided by 50 (89 checkpoints: every step to 40, every 5 steps after), with
@@ -24,6 +25,10 @@ Every line is the median of the repeats; "cold" is a run with a fresh, empty cac
 
 The run with figures is timed in a fresh process (around `run_study` only, so imports are not
 counted) that also reports its peak memory: one cold run gives both numbers.
+
+With `--device cuda` it times the study cold on the GPU instead (median of the repeats), a warm
+re-run there, and one cold run on `--threads` CPU threads in the same process, and lists every
+claim whose verdict differs between the two and every measurement the GPU could not make.
 """
 
 from __future__ import annotations
@@ -138,14 +143,20 @@ def ablation_claims() -> str:
     return f'claim bench_ablations "48 head ablations and 8 neuron sets" {{\n{body}\n}}'
 
 
-def cold(plan: p.Plan, run: Path, trajectories: bool = False, cache: Path | None = None) -> float:
+def cold(
+    plan: p.Plan,
+    run: Path,
+    trajectories: bool = False,
+    cache: Path | None = None,
+    device: str = "cpu",
+) -> float:
     """Seconds of one run of the study with an empty cache (`cache`, kept, or a temporary one)."""
     if cache is not None:
         start = time.perf_counter()
-        run_study(plan, [run], cache_dir=cache, trajectories=trajectories)
+        run_study(plan, [run], cache_dir=cache, trajectories=trajectories, device=device)
         return time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        return cold(plan, run, trajectories, Path(tmp))
+        return cold(plan, run, trajectories, Path(tmp), device)
 
 
 def floor_time(plan: p.Plan, run: Path, repeats: int) -> float:
@@ -202,6 +213,41 @@ def figures_in_fresh_process(run: Path, threads: int) -> tuple[float, float]:
     return float(seconds), int(kilobytes) / 1024**2
 
 
+def on_device(plan: p.Plan, run: Path, device: str, repeats: int, threads: int) -> dict:
+    """The study cold on `device` (median of `repeats`) and warm, then once cold on the CPU with
+    `threads` threads in the same process; the verdicts of both, and every measurement the
+    device could not make (the engine reports those as "failed on DEVICE" instead of raising)."""
+    times = Times()
+    torch.zeros(1, device=device)  # the device's context is made once per process, not timed
+    with tempfile.TemporaryDirectory() as tmp:
+        caches = [Path(tmp) / f"cold{i}" for i in range(repeats)]
+        times[f"study_{device}"] = statistics.median(
+            cold(plan, run, cache=c, device=device) for c in caches
+        )
+        start = time.perf_counter()
+        on_gpu = run_study(plan, [run], cache_dir=caches[-1], device=device)
+        times[f"warm_{device}"] = time.perf_counter() - start
+    start = time.perf_counter()
+    on_cpu = run_study(plan, [run], device="cpu", threads=threads)
+    times["study_cpu"] = time.perf_counter() - start
+    failed = [(c.name, c.reason) for c in on_gpu.claims if f"failed on {device}" in c.reason]
+    failed += [
+        (s.name, s.reason)
+        for s in on_gpu.provenance.runs[0].selections
+        if s.reason and f"failed on {device}" in s.reason
+    ]
+    differ = [
+        (a.name, a.verdict, b.verdict)
+        for a, b in zip(on_cpu.claims, on_gpu.claims, strict=True)
+        if a.verdict != b.verdict
+    ]
+    print(f"claims failed on {device}: {failed or 'none'}")
+    print(f"verdicts that differ from the CPU's: {differ or 'none'}")
+    ratio = times[f"study_{device}"] / times["study_cpu"]
+    print(f"study on {device} vs on {threads} CPU threads: {ratio:.3f}")
+    return {"times": times, "ratio_vs_cpu": ratio, "failed": failed, "differ": differ}
+
+
 class Times(dict[str, float]):
     """Times by name, each printed as it is measured (a cut-off run still shows the first)."""
 
@@ -216,11 +262,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the ratios and times to this file")
+    parser.add_argument(
+        "--device", default="cpu",
+        help="cuda: time the study there (and once on --threads CPU threads) instead",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     run = Path(args.run)
     make_run(run)
+    torch.set_num_threads(args.threads)
     plan = compile_study(run)
+    if args.device != "cpu":
+        found = on_device(plan, run, args.device, args.repeats, args.threads)
+        if args.json:
+            Path(args.json).write_text(json.dumps(found, indent=2))
+        return {"study_vs_cpu": found["ratio_vs_cpu"]}
     n_claims = sum(not c.pending for c in plan.claims)
     n_steps = len(checkpoints.list_steps(run))
     print(f"{n_claims} claims judged ({len(plan.claims)} in all) on {run}, {n_steps} checkpoints")

@@ -30,6 +30,7 @@ from hypodsl import plan as p
 from runner.engine.cache import MeasurementCache, entry_key
 from runner.features.basis import Basis
 from runner.kv import dataset
+from runner.measure import batched
 from runner.measure import features as ft
 from runner.measure.probe import ProbeBatch, clean_run
 from runner.model import checkpoints
@@ -118,11 +119,15 @@ def score_fn(probe: ProbeBatch, basis: Basis, ids: tuple[int, ...]) -> ScoreFn:
 
 def feature_means(model: Transformer, probe: ProbeBatch, basis: Basis, quantity: str) -> np.ndarray:
     """[d_sae] each feature's mean activation, active fraction or contribution over the reads."""
-    names = [basis.info.site]
+    site = basis.info.site
+    names = [site]
     if quantity == "contribution":
         names += ["ln_final.hook_scale"]
+    # Every score here reads the site, the final norm's scale and the logits at the answers
+    # only: the answers-only pass gives them, equal to the full pass's bit for bit.
+    queries = not site.startswith(f"blocks.{model.cfg.n_layers - 1}.attn.")
     with torch.no_grad():
-        run = clean_run(model, probe, names)
+        run = batched.answer_run(model, probe, names, queries=queries)
         f = ft.encode(basis, ft.site_vectors(run, probe, basis))
         if quantity == "activation":
             out = f.mean(dim=0)
@@ -170,6 +175,11 @@ class Selector:
             chosen, values = self._choose(sel, steps)
         except (SelectionError, checkpoints.CheckpointError, ValueError) as e:
             return result.model_copy(update={"reason": str(e)})
+        except RuntimeError as e:
+            if self.ctx.device == "cpu":
+                raise
+            # As for measurements (step_worker): a device problem is reported, not a crash.
+            return result.model_copy(update={"reason": f"failed on {self.ctx.device}: {e}"})
         reason = None if chosen else "no unit meets the criteria"
         kept = tuple(round(v, 12) for v in values)
         return result.model_copy(update={"members": chosen, "values": kept, "reason": reason})
@@ -214,6 +224,7 @@ class Selector:
         basis = ctx.bases.get(basis_name or "")
         if basis is None:
             raise SelectionError(f"basis `{basis_name}` is not loaded")
+        basis = basis.to(ctx.device)
         for s in steps:
             if s not in ctx.hashes:
                 raise SelectionError(f"checkpoint {s} is unreadable")

@@ -128,7 +128,7 @@ def measure_step(task: StepTask) -> StepOutcome:
     device = torch.device(task.device)
     try:
         model = checkpoints.load_model(task.run_dir, task.step, config.model).to(device)
-        bases = {name: _basis_on(_load_basis(*where), device) for name, where in task.bases.items()}
+        bases = {name: _load_basis(*where).to(device) for name, where in task.bases.items()}
     except (checkpoints.CheckpointError, BasisError) as e:
         return StepOutcome(task.step, {}, {}, str(e), 0)
     torch.manual_seed(task.seed)
@@ -210,12 +210,6 @@ def measure_step(task: StepTask) -> StepOutcome:
                 values[slot] = value
             cache.put(task.cache_keys[slot], value)
     return StepOutcome(task.step, values, errors, None, len(missing), seconds)
-
-
-def _basis_on(basis: Basis, device: torch.device) -> Basis:
-    if device.type == "cpu":
-        return basis
-    return Basis(basis.sae.to(device), basis.info, basis.directory)
 
 
 def _prefetch(ctx: quantities.QuantityContext, wanted: list[p.QuantityExpr], device: str) -> None:

@@ -17,6 +17,7 @@ spec's feature ids and sites without loading anything.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import stat
@@ -96,6 +97,13 @@ class Basis:
     sae: SparseAutoencoder
     info: BasisInfo
     directory: Path
+
+    def to(self, device: str | torch.device) -> Basis:
+        """This basis with its SAE on `device`: itself on its own device, else a copy (the
+        module's own `.to` would move the one every user of this basis shares)."""
+        if next(self.sae.parameters()).device == torch.device(device):
+            return self
+        return Basis(copy.deepcopy(self.sae).to(device), self.info, self.directory)
 
 
 def saelens_config(info: BasisInfo, model_name: str, n_ctx: int) -> dict[str, Any]:

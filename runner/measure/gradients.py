@@ -41,6 +41,19 @@ Values = Callable[[Transformer, CleanRun], torch.Tensor]
 NO_BASES: Mapping[str, Basis] = {}
 
 
+@dataclass(frozen=True)
+class SiteScore:
+    """A differentiable per-read score that reads one activation, `site`, at the answer
+    positions only (a feature score reads its basis's site there): the answers-only pass serves
+    it, whatever block the site is in."""
+
+    site: str
+    fn: Values
+
+    def __call__(self, model: Transformer, run: CleanRun) -> torch.Tensor:
+        return self.fn(model, run)
+
+
 def parameters(model: Transformer) -> list[torch.Tensor]:
     return [param for _, param in model.named_parameters()]
 
@@ -220,11 +233,16 @@ def _clean_run_for(
 ) -> tuple[CleanRun, bool]:
     """The differentiable clean pass the targets read, and whether it is answers-only: the last
     block's MLP and the unembedding at the answers only when every target is a path that reads
-    nothing else there (`paths.answers_suffice`), the full pass otherwise."""
+    nothing else there (`paths.answers_suffice`) or a `SiteScore`, the full pass otherwise."""
     names = names_for(model, bases)
     paths = [t for t in targets if not callable(t)]
-    if len(paths) == len(targets) and all(answers_suffice(t) for t in paths):
-        reads_attention = any(reads_last_attention(t, model.cfg.n_layers) for t in paths)
+    sites = [t.site for t in targets if isinstance(t, SiteScore)]
+    if len(paths) + len(sites) == len(targets) and all(answers_suffice(t) for t in paths):
+        last_attention = f"blocks.{model.cfg.n_layers - 1}.attn."
+        reads_attention = any(reads_last_attention(t, model.cfg.n_layers) for t in paths) or any(
+            site.startswith(last_attention) for site in sites
+        )
+        names += [site for site in sites if site not in names]
         return batched.answer_run(model, probe, names, queries=not reads_attention), True
     return clean_run(model, probe, names, detach=False), False
 

@@ -317,11 +317,14 @@ def _feature_score(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
     return score(run, ctx.probe, basis, node.ids)
 
 
-def _score_values(ctx: QuantityContext, target: p.QuantityExpr) -> gr.Values:
-    """A differentiable feature score, for alignment(activation(F))."""
+def _score_values(ctx: QuantityContext, target: p.QuantityExpr) -> gr.SiteScore:
+    """A differentiable feature score, for alignment(activation(F)): it reads its basis's site
+    at the answers only."""
     node = _features_of(target)
     basis, probe = ctx.basis(node.basis), ctx.probe
-    return lambda model, run: ft.activation(run, probe, basis, node.ids)
+    return gr.SiteScore(
+        basis.info.site, lambda model, run: ft.activation(run, probe, basis, node.ids)
+    )
 
 
 def _basis_source(

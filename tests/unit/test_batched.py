@@ -295,3 +295,47 @@ def test_a_target_that_reads_the_answers_only_run_elsewhere_is_an_error_not_a_dr
     monkeypatch.setattr(gr, "_values_of", reads_position_0)
     with pytest.raises(ValueError, match="away from the answers"):
         gr.alignments(model, probe, [PATHS[0]])
+
+
+# Feature scores on sites before, in and after the last block's attention, and after the block.
+SCORE_SITES = [
+    "blocks.0.hook_resid_post",
+    "blocks.2.hook_resid_mid",
+    "blocks.2.hook_resid_post",
+    "ln_final.hook_normalized",
+]
+
+
+def test_feature_scores_take_the_answers_only_run_and_equal_the_backward_pass_alignment(
+    probe, monkeypatch
+):
+    """A feature score reads its site at the answers only (`gr.SiteScore`): its forward-mode
+    alignment comes from `answer_run`, with the last block's queries at the answers only, and
+    equals the backward-pass alignment through the full pass (float64); a score on the last
+    block's attention switches that attention back to every query."""
+    model = random_model(1, scale=0.05).double()
+    calls = []
+    answer_run = batched.answer_run
+    monkeypatch.setattr(
+        batched, "answer_run", lambda *a, **k: calls.append(k["queries"]) or answer_run(*a, **k)
+    )
+    bases = {
+        site: random_basis(site, CONFIG.d_model, seed) for seed, site in enumerate(SCORE_SITES)
+    }
+    scores = [
+        gr.SiteScore(site, lambda m, run, b=basis: ft.activation(run, probe, b, (0, 3, 5, 6)))
+        for site, basis in bases.items()
+    ]
+    stacked = gr.alignments(model, probe, [*scores, *ANSWERS_PATHS[:1]], bases)
+    assert calls == [True]
+    for score, forward in zip(scores, stacked[: len(scores)], strict=True):
+        backward = gr.alignment(model, probe, score.fn, cosine=False, bases=bases).per_read
+        torch.testing.assert_close(forward, backward, rtol=0, atol=1e-6)
+        assert backward.abs().max() > 1e-4, score.site  # not trivially equal
+    calls.clear()
+    z = "blocks.2.attn.hook_z"
+    on_z = gr.SiteScore(z, lambda m, run: probe.at_answers(run[z]).sum(dim=(-2, -1)))
+    forward = gr.alignments(model, probe, [on_z], bases)[0]
+    assert calls == [False]
+    backward = gr.alignment(model, probe, on_z.fn, cosine=False).per_read
+    torch.testing.assert_close(forward, backward, rtol=0, atol=1e-6)

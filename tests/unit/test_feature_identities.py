@@ -6,6 +6,7 @@
 - Zero-ablating features in the basis equals subtracting their decoded write by hand, bit for bit;
   patching features from their own checkpoint changes nothing, bit for bit.
 - The per-neuron drives of an MLP plus its output bias's part sum to the MLP's scoped drive.
+- A selection's feature means, from the answers-only pass, equal the full pass's bit for bit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 import torch
 
 from hypodsl import plan as p
-from runner.engine.selections import layer_drives, neuron_drives, score_fn
+from runner.engine.selections import feature_means, layer_drives, neuron_drives, score_fn
+from runner.measure import batched
 from runner.measure import features as ft
 from runner.measure import gradients as gr
 from runner.measure import interventions as iv
@@ -144,3 +146,31 @@ def test_drives_of_several_layers_from_one_pass_equal_each_layers_own(probe):
         alone = neuron_drives(model, later, probe, layer, score)
         assert np.array_equal(together[layer], alone)
         assert np.abs(alone).max() > 0
+
+
+@pytest.mark.parametrize("quantity", ["activation", "active", "contribution"])
+@pytest.mark.parametrize("site", [*sorted(SITES), "blocks.2.hook_resid_post"])
+def test_feature_means_from_the_answers_only_pass_equal_the_full_pass_bit_for_bit(
+    probe, site, quantity, monkeypatch
+):
+    calls = []
+    answer_run = batched.answer_run
+    monkeypatch.setattr(
+        batched, "answer_run", lambda *a, **k: calls.append(k["queries"]) or answer_run(*a, **k)
+    )
+    model = random_model(12)
+    d_in = CONFIG.d_ff if site.endswith("hook_post") else CONFIG.d_model
+    basis = random_basis(site, d_in, 13, torch.float32)
+    with torch.no_grad():
+        full = clean_run(model, probe, [site, "ln_final.hook_scale"])
+        f = ft.encode(basis, ft.site_vectors(full, probe, basis))
+        u = ft.site_readout(model, full, probe, site)
+        expected = {
+            "activation": f.mean(dim=0),
+            "active": (f > 0).to(torch.float32).mean(dim=0),
+            "contribution": (f * (basis.sae.W_dec @ u.T).T).mean(dim=0),
+        }[quantity]
+    means = feature_means(model, probe, basis, quantity)
+    assert calls == [True]
+    assert np.array_equal(means, expected.to(torch.float64).numpy())
+    assert np.abs(means).max() > 0

@@ -117,6 +117,15 @@ def test_a_stored_basis_is_in_saelens_layout_and_loads_back(tmp_path):
     assert torch.equal(loaded.sae.W_dec, sae.W_dec)
 
 
+def test_a_basis_moved_to_a_device_is_a_copy_and_leaves_the_shared_one_in_place(tmp_path):
+    directory, run, _ = _stored(tmp_path)
+    basis = load_basis(directory, run)
+    assert basis.to("cpu") is basis
+    moved = basis.to("meta")  # a device every machine has: what cuda would do, without one
+    assert moved.sae.W_enc.device.type == "meta" and moved.info is basis.info
+    assert all(w.device.type == "cpu" for w in basis.sae.parameters())
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
