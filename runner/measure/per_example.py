@@ -209,18 +209,15 @@ def gram_summary(
     between = torch.empty(len(probe), dtype=sums.dtype, device=sums.device)
     n = len(probe)
     for reads, grads in per_example_gradients(model, probe, method, chunk):
+        own = sums[index_t[reads]]
         size = sizes[index_t[reads]]
-        to_own = _row_dots(grads, sums, index_t[reads])
-        self_dot = torch.einsum("ij,ij->i", grads, grads)
+        # The same reduction for both dots: a read alone in its group has own == grads bit for
+        # bit, so its `within` is exactly 0 / 0 = NaN, not a rounding error divided by zero.
+        to_own = (grads * own).sum(dim=1)
+        self_dot = (grads * grads).sum(dim=1)
         within[reads] = (to_own - self_dot) / (size - 1)
         between[reads] = (grads @ total - to_own) / (n - size)
     return {"within": within, "between": between}
-
-
-def _row_dots(rows: torch.Tensor, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """[n] <rows[i], table[index[i]]>, one dot product per row: gathering table[index] first
-    would copy a chunk's worth of gradients (320 MB for 128 reads of the reference model)."""
-    return torch.stack([row @ table[i] for row, i in zip(rows, index.tolist(), strict=True)])
 
 
 def gram_matrix(gradients: torch.Tensor) -> torch.Tensor:

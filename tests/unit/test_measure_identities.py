@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -254,6 +256,18 @@ def test_gram_summary_equals_the_explicit_gram_matrix(model64, probe):
     ok = (same & off).sum(1) > 0
     torch.testing.assert_close(summary["within"][ok], within[ok], rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(summary["between"], between, rtol=1e-9, atol=1e-9)
+
+
+def test_a_read_alone_in_its_group_has_no_within_value_not_an_infinite_one(model64, probe):
+    model = copy.deepcopy(model64).float()  # float32, as studies run: rounding is visible
+    labels = pe.group_labels(probe, "key").copy()
+    labels[0] = labels.max() + 1  # read 0 alone in its group
+    summary = pe.gram_summary(model, probe, labels, chunk=40)
+    group = np.unique(labels, return_inverse=True)[1]
+    sizes = np.bincount(group)[group]
+    assert torch.isnan(summary["within"][0])  # 0 / 0: both dots are the same sum
+    assert torch.isfinite(summary["within"][torch.as_tensor(sizes > 1)]).all()
+    assert torch.isfinite(summary["between"]).all()
 
 
 def test_sources():
