@@ -147,6 +147,7 @@ class Selector:
     def __init__(self, ctx: SelectionContext, plan_selections: Sequence[p.Selection] = ()) -> None:
         self.ctx = ctx
         self._models: dict[int, Transformer] = {}
+        self._bases: dict[str, Basis] = {}  # the plan's bases, on the study's device
         self._drive_layers: dict[tuple[str, str], set[int]] = {}
         for sel in plan_selections:
             if sel.unit == "neurons" and sel.layer is not None:
@@ -162,6 +163,13 @@ class Selector:
             loaded = checkpoints.load_model(self.ctx.run_dir, step, self.ctx.config.model)
             self._models[step] = loaded.to(self.ctx.device)
         return self._models[step]
+
+    def basis(self, name: str) -> Basis:
+        if name not in self._bases:
+            if name not in self.ctx.bases:
+                raise SelectionError(f"basis `{name}` is not loaded")
+            self._bases[name] = self.ctx.bases[name].to(self.ctx.device)
+        return self._bases[name]
 
     def batch(self, probe: str) -> ProbeBatch:
         return ProbeBatch.from_split(self.ctx.probes[probe]).to(self.ctx.device)
@@ -221,10 +229,7 @@ class Selector:
     def _cached(self, c: p.Criterion, steps: tuple[int, ...], sel: p.Selection) -> np.ndarray:
         ctx = self.ctx
         basis_name = c.features.basis if isinstance(c.features, p.FeatureNode) else sel.basis
-        basis = ctx.bases.get(basis_name or "")
-        if basis is None:
-            raise SelectionError(f"basis `{basis_name}` is not loaded")
-        basis = basis.to(ctx.device)
+        basis = self.basis(basis_name or "")
         for s in steps:
             if s not in ctx.hashes:
                 raise SelectionError(f"checkpoint {s} is unreadable")
