@@ -3,10 +3,13 @@
     python benchmarks/measure.py [--sequences 512] [--repeats 3] [--threads 2] [--weights PATH]
 
 On the reference-size model (random weights unless --weights names a checkpoint) and a probe of
-test sequences, each line times one method against its baseline (median of the repeats):
+test sequences, each line times one method against its baseline (median of the repeats, the two
+run in turn):
 
 - ablation sweep: exact ablation of every head, batched with restart-at-layer, against one full
-  hooked forward pass per head (target <= 0.4, issue 16);
+  hooked forward pass per head (target <= 0.4, issue 16); and the same
+  comparison in the matrix products' FLOPs, with and without the clean pass the sweep restarts
+  from (where time follows arithmetic, the time ratio sits near the FLOP ratio);
 - attribution patching of every head and neuron, zero, mean and resample, against one forward +
   backward pass of the loss (target <= 1.3);
 - per-example gradients of all parameters, one per read, against one batched forward + backward
@@ -25,10 +28,11 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from hypodsl import plan as p
 from runner.engine.allocator import keep_freed_memory
@@ -51,6 +55,27 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def median_times(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+    """The median time of each function, the functions run in turn within each repeat: a drift
+    of the machine's speed during the measurement (this kind of shared machine has them) then
+    reaches both sides of a ratio alike instead of one side more than the other."""
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, kept in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            kept.append(time.perf_counter() - start)
+    return [statistics.median(kept) for kept in times]
+
+
+def matmul_flops(fn: Callable[[], object]) -> int:
+    """Floating-point operations of the matrix products `fn` runs (torch's own counter: the
+    products are the arithmetic that scales; element-wise work is not counted)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
 
 
 def make_probe(n_sequences: int) -> ProbeBatch:
@@ -109,28 +134,45 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ]
     zero = {s.label: torch.zeros(1) for s in sites}
 
-    def batched() -> None:
+    def clean() -> object:
         with torch.no_grad():
-            run = clean_run(model, probe, sweep.sweep_names(model))
-            sweep.ablation_sweep(model, probe, run, sites, zero)
+            return clean_run(model, probe, sweep.sweep_names(model))
+
+    def ablations(run) -> None:
+        sweep.ablation_sweep(model, probe, run, sites, zero)
+
+    def batched() -> None:
+        ablations(clean())
 
     def one_per_head() -> None:
         for site in sites:
             iv.run_edited(model, probe, [iv.replace_edit(site, torch.zeros(1), probe)])
 
-    t_sweep, t_each = median_time(batched, args.repeats), median_time(one_per_head, args.repeats)
+    t_sweep, t_each = median_times([batched, one_per_head], args.repeats)
     out["ablation_sweep"] = t_sweep / t_each
     print(
         f"ablation sweep, {len(sites)} heads: {t_sweep:.3f} s vs {t_each:.3f} s "
         f"-> ratio {out['ablation_sweep']:.2f} (target <= 0.4)"
+    )
+    # The same comparison in arithmetic: how far below the baseline restarting can go at all.
+    flops_clean = matmul_flops(clean)
+    run = clean()
+    flops_sweep = matmul_flops(lambda: ablations(run))
+    flops_each = matmul_flops(one_per_head)
+    out["ablation_sweep_flops"] = (flops_clean + flops_sweep) / flops_each
+    out["ablation_sweep_flops_without_clean"] = flops_sweep / flops_each
+    print(
+        f"  matrix-product FLOPs: batched {(flops_clean + flops_sweep) / 1e9:.1f} G (its clean "
+        f"pass {flops_clean / 1e9:.1f} G) vs {flops_each / 1e9:.1f} G -> ratio "
+        f"{out['ablation_sweep_flops']:.3f}; without the clean pass (which a study shares with "
+        f"its other quantities) {out['ablation_sweep_flops_without_clean']:.3f}"
     )
 
     # 2. attribution patching
     def fwd_bwd() -> None:
         loss_forward_backward(model, probe.tokens, rows, probe.target)
 
-    t_atp = median_time(lambda: attribution_patching(model, probe), args.repeats)
-    t_fb = median_time(fwd_bwd, args.repeats)
+    t_atp, t_fb = median_times([lambda: attribution_patching(model, probe), fwd_bwd], args.repeats)
     out["attribution_patching"] = t_atp / t_fb
     print(
         f"attribution patching, {n_layers * n_heads} heads + {n_layers * model.cfg.d_ff} "
@@ -152,8 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 model, tokens, (torch.arange(len(reads)), answer), probe.target[reads]
             )
 
-    t_pe = median_time(per_example, args.repeats)
-    t_same = median_time(same_inputs_fwd_bwd, args.repeats)
+    t_pe, t_same = median_times([per_example, same_inputs_fwd_bwd], args.repeats)
     out["per_example"] = t_pe / t_same
     out["per_example_vs_probe"] = t_pe / t_fb
     print(
@@ -195,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         with torch.no_grad():
             clean_run(model, probe, names)
 
-    t_cached, t_plain = median_time(cached, args.repeats), median_time(plain, args.repeats)
+    t_cached, t_plain = median_times([cached, plain], args.repeats)
     out["cached_forward"] = t_cached / t_plain
     print(
         f"forward caching {len(names)} activations: {t_cached:.3f} s vs plain {t_plain:.3f} s "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +33,13 @@ def hook_points(model: nn.Module) -> dict[str, HookPoint]:
 
 def resolve(model: nn.Module, name: str, points: dict[str, HookPoint] | None = None) -> HookPoint:
     """The hook point `name` (`points`: the model's, when the caller has them already)."""
-    points = hook_points(model) if points is None else points
+    if points is None:
+        # Looked up by its path first: listing every module costs more than a pass over a
+        # small window of the probe does, and edited passes attach hooks once per window.
+        found = _submodule(model, name)
+        if isinstance(found, HookPoint):
+            return found
+        points = hook_points(model)
     if name in points:
         return points[name]
     close = difflib.get_close_matches(name, list(points), n=1)
@@ -40,25 +47,33 @@ def resolve(model: nn.Module, name: str, points: dict[str, HookPoint] | None = N
     raise KeyError(f"no hook point `{name}`{hint}")
 
 
+def _submodule(model: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(name) if name else None
+    except AttributeError:
+        return None
+
+
 @contextmanager
 def hooks(model: nn.Module, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator[nn.Module]:
     """Attach forward hooks for the duration of the block, and always remove them."""
     handles = []
     per_head = {n.rsplit(".hook_result", 1)[0] for n, _ in fwd_hooks if n.endswith("hook_result")}
-    attention = dict(model.named_modules())
-    points = hook_points(model)
+    # Attention modules (whose per-head results are switched on here), typed loosely: this
+    # module cannot import the model's classes, which import it.
+    attention: list[Any] = [model.get_submodule(a) for a in per_head if _submodule(model, a)]
     try:
         for name, fn in fwd_hooks:
-            point = resolve(model, name, points)
+            point = resolve(model, name)
             handles.append(point.register_forward_hook(_adapt(fn, name)))
-        for attn in per_head:
-            attention[attn].per_head_result = True
+        for attn in attention:
+            attn.per_head_result = True
         yield model
     finally:
         for handle in handles:
             handle.remove()
-        for attn in per_head:
-            attention[attn].per_head_result = False
+        for attn in attention:
+            attn.per_head_result = False
 
 
 def _adapt(

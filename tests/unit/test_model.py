@@ -151,3 +151,20 @@ def test_unknown_hook_name_suggests_the_close_one(model):
         hooks(model, [("blocks.1.attn.hook_patern", lambda x, n: None)]),
     ):
         pass
+
+
+@pytest.mark.parametrize(
+    "name", ["blocks.1.attn", "blocks.7.hook_resid_pre", "blocks..hook_resid_pre", "training", ""]
+)
+def test_a_name_that_is_not_a_hook_point_is_refused_whatever_it_names(model, name):
+    """A module that is not a hook point, a block the model lacks, an attribute that is not a
+    module: each is an unknown hook point, not an attached hook."""
+    with pytest.raises(KeyError, match="no hook point"), hooks(model, [(name, lambda x, n: None)]):
+        pass
+    assert not any(point._forward_hooks for point in hook_points(model).values())
+
+
+def test_per_head_results_are_switched_on_only_inside_the_block(model, tokens):
+    with hooks(model, [("blocks.1.attn.hook_result", lambda x, n: None)]):
+        assert model.blocks[1].attn.per_head_result and not model.blocks[0].attn.per_head_result
+    assert not model.blocks[1].attn.per_head_result
