@@ -11,7 +11,9 @@ the claims are the real study's, with their 512-sequence probes) plus benchmarks
 (the intervention and feature kinds the reference study does not use). Verdicts on this run mean
 nothing; the costs are those of the real study's shape.
 
-Every line is the median of the repeats; "cold" is a run with a fresh, empty cache:
+Every line is the median of the repeats; "cold" is a run with a fresh, empty cache. The study,
+its floor and the study with ablations run in turn, once each per round, and so do the two
+alignment studies: a drift of the machine's speed then reaches both sides of a ratio alike.
 
 - the study cold against its floor (target <= 1.5): one forward pass per (checkpoint, probe) it
   reads and one forward + backward per distinct gradient objective there, timed here;
@@ -47,7 +49,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.engine import forward_backward, plain_forward
-from benchmarks.measure import median_time
+from benchmarks.measure import median_time, median_times
 from benchmarks.reduced import reduce_spec
 from hypodsl import plan as p
 from hypodsl.compiler import compile_spec
@@ -282,22 +284,31 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"threads {args.threads}, median of {args.repeats}")
 
     times = Times()
+    ablations = compile_study(run, ablation_claims())
+    # The study, its floor and the study with ablations in turn, each round once: a drift of
+    # the machine's speed then reaches the three alike (see `median_times`).
+    rounds: dict[str, list[float]] = {"study": [], "floor": [], "with_ablations": []}
     with tempfile.TemporaryDirectory() as tmp:
         caches = [Path(tmp) / f"cold{i}" for i in range(args.repeats)]
-        times["study"] = statistics.median(cold(plan, run, cache=c) for c in caches)
+        for i, cache in enumerate(caches):
+            rounds["study"].append(cold(plan, run, cache=cache))
+            rounds["floor"].append(floor_time(plan, run, 1))
+            rounds["with_ablations"].append(cold(ablations, run))
+            shown = ", ".join(f"{name} {seconds[-1]:.2f} s" for name, seconds in rounds.items())
+            print(f"  round {i + 1}: {shown}", flush=True)
+        for name, seconds in rounds.items():
+            times[name] = statistics.median(seconds)
         times["warm"] = median_time(
             lambda: run_study(plan, [run], cache_dir=caches[-1]), args.repeats
         )
-    times["floor"] = floor_time(plan, run, args.repeats)
     with_figures = [figures_in_fresh_process(run, args.threads) for _ in range(args.repeats)]
     times["figures"] = statistics.median(seconds for seconds, _ in with_figures)
     memory = max(gb for _, gb in with_figures)
     one, sixteen = (compile_study(run, alignment_claims(n), only_extra=True) for n in (1, 16))
     cold(one, run)  # warm-up: the first forward-mode pass of a process pays a one-time setup
-    times["alignment_1"] = median_time(lambda: cold(one, run), args.repeats)
-    times["alignment_16"] = median_time(lambda: cold(sixteen, run), args.repeats)
-    ablations = compile_study(run, ablation_claims())
-    times["with_ablations"] = median_time(lambda: cold(ablations, run), args.repeats)
+    times["alignment_1"], times["alignment_16"] = median_times(
+        [lambda: cold(one, run), lambda: cold(sixteen, run)], args.repeats
+    )
     ratios = {  # every time was printed as it was measured, above
         "study_vs_floor": times["study"] / times["floor"],
         "figures_vs_none": times["figures"] / times["study"],
