@@ -7,9 +7,9 @@ test sequences, each line times one method against its baseline (median of the r
 run in turn):
 
 - ablation sweep: exact ablation of every head, batched with restart-at-layer, against one full
-  hooked forward pass per head (target <= 0.4, issue 16); and the same
-  comparison in the matrix products' FLOPs, with and without the clean pass the sweep restarts
-  from (where time follows arithmetic, the time ratio sits near the FLOP ratio);
+  hooked forward pass per head (target <= 0.4, issue 16); and the same comparison in the
+  matrix products' FLOPs, with and without the clean pass the sweep restarts from (where time
+  follows arithmetic, the time ratio sits near the FLOP ratio);
 - attribution patching of every head and neuron, zero, mean and resample, against one forward +
   backward pass of the loss (target <= 1.3);
 - per-example gradients of all parameters, one per read, against one batched forward + backward
@@ -43,7 +43,7 @@ from runner.measure import interventions as iv
 from runner.measure import per_example as pe
 from runner.measure.attribution_patching import attribution_patching
 from runner.measure.paths import path_names
-from runner.measure.probe import ProbeBatch, clean_run
+from runner.measure.probe import CleanRun, ProbeBatch, clean_run
 from runner.model.configs import NAMED_CONFIGS
 from runner.model.transformer import Transformer
 
@@ -134,11 +134,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ]
     zero = {s.label: torch.zeros(1) for s in sites}
 
-    def clean() -> object:
+    def clean() -> CleanRun:
         with torch.no_grad():
             return clean_run(model, probe, sweep.sweep_names(model))
 
-    def ablations(run) -> None:
+    def ablations(run: CleanRun) -> None:
         sweep.ablation_sweep(model, probe, run, sites, zero)
 
     def batched() -> None:

