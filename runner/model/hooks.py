@@ -31,18 +31,14 @@ def hook_points(model: nn.Module) -> dict[str, HookPoint]:
     return {name: m for name, m in model.named_modules() if isinstance(m, HookPoint)}
 
 
-def resolve(model: nn.Module, name: str, points: dict[str, HookPoint] | None = None) -> HookPoint:
-    """The hook point `name` (`points`: the model's, when the caller has them already)."""
-    if points is None:
-        # Looked up by its path first: edited passes attach hooks once per window of the
-        # probe, and listing every module each time cost 3% of the head-ablation sweep.
-        found = _submodule(model, name)
-        if isinstance(found, HookPoint):
-            return found
-        points = hook_points(model)
-    if name in points:
-        return points[name]
-    close = difflib.get_close_matches(name, list(points), n=1)
+def resolve(model: nn.Module, name: str) -> HookPoint:
+    """The hook point `name`; an unknown name gets the closest one as a hint."""
+    # Looked up by its path first: edited passes attach hooks once per window of the probe, and
+    # listing every module each time cost 3% of the head-ablation sweep.
+    found = _submodule(model, name)
+    if isinstance(found, HookPoint):
+        return found
+    close = difflib.get_close_matches(name, list(hook_points(model)), n=1)
     hint = f"; did you mean `{close[0]}`?" if close else ""
     raise KeyError(f"no hook point `{name}`{hint}")
 
