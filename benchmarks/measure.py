@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     zero = {s.label: torch.zeros(1) for s in sites}
 
     def clean() -> CleanRun:
-        with torch.no_grad():
-            return clean_run(model, probe, sweep.sweep_names(model))
+        return sweep.clean_pass(model, probe)
 
     def ablations(run: CleanRun) -> None:
         sweep.ablation_sweep(model, probe, run, sites, zero)

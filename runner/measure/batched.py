@@ -8,11 +8,17 @@ activations (for edits of an MLP: only its output projection is). From there it 
 model's own steps (`Block.from_z`, `Block.from_post`) and hook points, and the last block's MLP
 and the unembedding see only the answer positions when no edit needs the others; so do its
 attention's queries (`CausalSelfAttention.mix_at`: keys and values at every position) when no
-hook reads its scores, pattern or z. Each pass holds at most `max_rows` sequences: runs that
-restart at the same place are stacked along the batch when the probe is short, and a long probe
-runs a window of its sequences at a time (a pass over fewer rows keeps its activations in the
-processor's caches: faster per sequence, README). Each run's edits act on its own slice of the
-batch, told which of the probe's sequences it holds.
+hook reads its scores, pattern or z (and its queries only there, when no hook reads q). Each
+pass holds at most `max_rows` sequences: runs that restart at the same place are stacked along
+the batch when the probe is short, and a long probe runs a window of its sequences at a time (a
+pass over fewer rows keeps its activations in the processor's caches: faster per sequence,
+README). A window stops after the last answer of its sequences, which are taken in the order of
+their last answers (`_cut_windows`), unless a run keeps activations. Each run's edits act on its
+own slice of the batch, told which of the probe's sequences it holds, at the probe's positions.
+
+A run may restart from the full clean pass, or from `restart_pass`, which computes the last
+block past its keys and values at the answers only (as `answer_pass` does) and so costs less;
+a run that needs the last block elsewhere then restarts at its input.
 
 The logits equal those of one full hooked forward pass per run (`interventions.run_edited`)
 bit for bit on CPU: the same operations on the same inputs, a row's result not depending on
@@ -34,6 +40,9 @@ from runner.model.hooks import hooks
 from runner.model.transformer import Block, Transformer
 
 DEFAULT_MAX_ROWS = 64  # sequences per pass: the fastest measured (README)
+# The fewest positions a cut window keeps: rows of at least this many floats are summed in the
+# same order by the softmax however long they are (16 float32 lanes: AVX-512; measured).
+MIN_POSITIONS = 16
 
 # Where in a block an activation lies: restart stages, in forward order.
 PRE, Z, POST = 0, 1, 2
@@ -96,13 +105,16 @@ def restart_of(run: EditedRun, model: Transformer) -> Restart:
 
 @dataclass(frozen=True)
 class _Window:
-    """The probe's sequences `seqs` (a slice), and the reads on them."""
+    """The probe's sequences `seqs` (a slice, or their indices), their first `n_pos` positions,
+    and the reads on them."""
 
-    seqs: slice
-    tokens: torch.Tensor  # [seq, pos]
+    seqs: slice | torch.Tensor
+    rows: slice  # its rows in the clean activations read: in the probe's order or `order`'s
+    tokens: torch.Tensor  # [seq, pos]: pos may stop before the probe's last position
     reads: torch.Tensor  # [read] indices among the probe's reads
     read_seq: torch.Tensor  # [read] sequence index within the window
     answer: torch.Tensor  # [read]
+    probe_pos: int  # the probe's positions
 
     @property
     def n_seq(self) -> int:
@@ -112,22 +124,70 @@ class _Window:
     def n_pos(self) -> int:
         return int(self.tokens.shape[1])
 
+    @property
+    def cut(self) -> bool:
+        return self.n_pos < self.probe_pos
+
 
 def _windows(probe: ProbeBatch, size: int) -> list[_Window]:
     """The probe's sequences in windows of `size` (the whole probe when it fits in one)."""
     if size >= probe.n_seq:
         reads = torch.arange(len(probe), device=probe.device)
-        return [_Window(ALL_SEQUENCES, probe.tokens, reads, probe.read_seq, probe.answer)]
+        whole = _Window(
+            ALL_SEQUENCES, ALL_SEQUENCES, probe.tokens, reads, probe.read_seq, probe.answer,
+            probe.n_pos,
+        )  # fmt: skip
+        return [whole]
     windows = []
     for start in range(0, probe.n_seq, size):
         stop = min(start + size, probe.n_seq)
         reads = ((probe.read_seq >= start) & (probe.read_seq < stop)).nonzero().flatten()
         window = _Window(
-            slice(start, stop), probe.tokens[start:stop], reads,
-            probe.read_seq[reads] - start, probe.answer[reads],
+            slice(start, stop), slice(start, stop), probe.tokens[start:stop], reads,
+            probe.read_seq[reads] - start, probe.answer[reads], probe.n_pos,
         )  # fmt: skip
         windows.append(window)
     return windows
+
+
+def _cut_windows(probe: ProbeBatch, size: int) -> tuple[torch.Tensor, list[_Window]]:
+    """The probe's sequences in windows of `size`, each window cut after the last answer of its
+    sequences (nothing after it reaches a read: attention is causal). The sequences are taken
+    in the order of their last answers (`order`, returned), so that a window's sequences end
+    close together; a window's `rows` are its place in that order.
+
+    A window keeps at least `MIN_POSITIONS` positions: the softmax over a shorter row sums it in
+    another order than over the probe's full row, which breaks the equality bit for bit."""
+    last = torch.full((probe.n_seq,), -1, dtype=torch.int64, device=probe.device)
+    last = last.scatter_reduce(0, probe.read_seq, probe.answer, "amax")
+    order = torch.argsort(last, stable=True)
+    windows = []
+    for start in range(0, probe.n_seq, size):
+        seqs = order[start : start + size]
+        n_pos = min(probe.n_pos, max(int(last[seqs].max()) + 1, MIN_POSITIONS))
+        index_in_window = torch.full_like(last, -1)
+        index_in_window[seqs] = torch.arange(len(seqs), device=probe.device)
+        reads = (index_in_window[probe.read_seq] >= 0).nonzero().flatten()
+        window = _Window(
+            seqs, slice(start, start + len(seqs)), probe.tokens[seqs, :n_pos], reads,
+            index_in_window[probe.read_seq[reads]], probe.answer[reads], probe.n_pos,
+        )  # fmt: skip
+        windows.append(window)
+    return order, windows
+
+
+class _Reordered:
+    """A clean pass's activations with the probe's sequences in `order`, each activation
+    reordered once, when first read (instead of gathered again by every chunk)."""
+
+    def __init__(self, clean: CleanRun, order: torch.Tensor):
+        self.clean, self.order = clean, order
+        self.cache: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self.cache:
+            self.cache[name] = self.clean[name][self.order]
+        return self.cache[name]
 
 
 @torch.no_grad()
@@ -144,17 +204,70 @@ def run_many(
     """
     groups: dict[Restart, list[EditedRun]] = defaultdict(list)
     for run in runs:
-        groups[restart_of(run, model)].append(run)
+        groups[_restart(run, model, clean)].append(run)
     per_pass = max(1, max_rows // max(probe.n_seq, 1))
-    windows = _windows(probe, max(1, max_rows))
+    whole = _windows(probe, max(1, max_rows))
+    order, cut = _cut_windows(probe, max(1, max_rows))
+    reordered = _Reordered(clean, order)
     out: dict[str, CleanRun] = {}
     for restart in sorted(groups):
         members = groups[restart]
         for start in range(0, len(members), per_pass):
             chunk = members[start : start + per_pass]
-            parts = [_run_chunk(model, window, clean, restart, chunk) for window in windows]
+            # A run that keeps activations keeps them at every position.
+            keeps = any(run.names for run in chunk)
+            windows, source = (whole, clean) if keeps else (cut, reordered)
+            parts = [_run_chunk(model, window, clean, source, restart, chunk) for window in windows]
             out.update(_joined(chunk, windows, parts, len(probe)))
     return out
+
+
+def _restart(run: EditedRun, model: Transformer, clean: CleanRun) -> Restart:
+    """Where the run restarts from `clean`: its first edit or read, or the last block's input
+    when the clean pass has the last block at the answers only and the run needs it elsewhere."""
+    restart = restart_of(run, model)
+    entering_last = (model.cfg.n_layers - 1, PRE)
+    needs_elsewhere = not _answers_only(run.hooks(), restart, model.cfg.n_layers)
+    if clean.last_block_at_answers and restart > entering_last and needs_elsewhere:
+        return entering_last
+    return restart
+
+
+def restart_pass(model: Transformer, probe: ProbeBatch) -> CleanRun:
+    """The clean pass that edited runs restart from (`restart_names`), with the last block
+    past its keys and values at the answers only, as `answer_pass` computes it: its z, resid_mid,
+    neurons and resid_post are cached at the answers and NaN elsewhere
+    (`CleanRun.last_block_at_answers`). Cheaper than the full pass by the last block's queries,
+    MLP and unembedding elsewhere; `run_many` restarts a run that needs those activations
+    anywhere else at the last block's input. Values equal the full pass's where computed."""
+    n = model.cfg.n_layers
+    last = f"blocks.{n - 1}."
+    at_answers = [last + x for x in ("attn.hook_z", "hook_resid_mid", "mlp.hook_post")]
+    at_answers.append(last + "hook_resid_post")
+    cache: dict[str, torch.Tensor] = {}
+
+    def store(x: torch.Tensor, name: str) -> None:
+        cache[name] = x
+
+    (window,) = _windows(probe, max(1, probe.n_seq))
+    restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
+    stores = [(name, store) for name in restart_names(model) if name != last + "attn.hook_z"]
+    with torch.no_grad(), hooks(model, stores):
+        resid = model.embed_tokens(probe.tokens)
+        for index in range(n - 1):
+            resid = model.block(index)(resid)
+        block = model.block(n - 1)
+        pre = block.hook_resid_pre(resid)
+        slots, slot_of_read = restarted.query_slots()
+        z = block.attn.mix_at(block.ln1(pre), slots, split=True)
+        z = z[window.read_seq, slot_of_read][None]
+        logits = restarted.unembed(restarted._last_block_at_answers(block, pre, z))[0]
+    cache[last + "attn.hook_z"] = z
+    for name in at_answers:
+        x = cache[name][0]
+        spread = x.new_full((probe.n_seq, probe.n_pos, *x.shape[1:]), float("nan"))
+        cache[name] = spread.index_put((probe.read_seq, probe.answer), x)
+    return CleanRun(logits, cache, last_block_at_answers=True)
 
 
 def answer_pass(
@@ -177,7 +290,8 @@ def answer_pass(
     with torch.set_grad_enabled(keep_graph):
         with hooks(model, [("ln_final.hook_scale", lambda x, name: kept.append(x))]):
             for window in windows:
-                restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
+                empty = CleanRun(torch.empty(0), {})
+                restarted = _Restarted(model, window, empty, 1, split=not keep_graph)
                 part = restarted.stream((-1, PRE), at_answers=True, queries=True)
                 logits.append(restarted.unembed(part)[0])
                 stream.append(part[0].detach())
@@ -216,7 +330,7 @@ def answer_run(
         cache[name] = x
 
     (window,) = _windows(probe, max(1, probe.n_seq))
-    restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1)
+    restarted = _Restarted(model, window, CleanRun(torch.empty(0), {}), 1, split=False)
     with hooks(model, [(name, store) for name in names]):
         logits = restarted.unembed(restarted.stream((-1, PRE), at_answers=True, queries=queries))
     for name, x in cache.items():
@@ -255,8 +369,15 @@ def _joined(
 
 
 def _run_chunk(
-    model: Transformer, window: _Window, clean: CleanRun, restart: Restart, chunk: list[EditedRun]
+    model: Transformer,
+    window: _Window,
+    clean: CleanRun,
+    source: CleanRun | _Reordered,
+    restart: Restart,
+    chunk: list[EditedRun],
 ) -> list[CleanRun]:
+    """The chunk's runs over one window, restarting from `source` (the clean pass's
+    activations, in the order the window's `rows` index)."""
     caches: list[dict[str, torch.Tensor]] = [{} for _ in chunk]
     by_hook: dict[str, list[tuple[int, Edit | None]]] = defaultdict(list)
     for i, run in enumerate(chunk):
@@ -267,11 +388,14 @@ def _run_chunk(
     fwd_hooks = [(hook, _sliced(members, window, caches)) for hook, members in by_hook.items()]
     n_layers = model.cfg.n_layers
     at_answers = _answers_only(list(by_hook), restart, n_layers)
+    if clean.last_block_at_answers and not at_answers and restart > (n_layers - 1, PRE):
+        raise ValueError("the clean pass has the last block at the answers only; restart earlier")
     queries = at_answers and not any(
         hook.startswith(f"blocks.{n_layers - 1}.{x}") for hook in by_hook for x in _ALL_QUERIES
     )
     with hooks(model, fwd_hooks):
-        logits = _Restarted(model, window, clean, len(chunk)).logits(restart, at_answers, queries)
+        restarted = _Restarted(model, window, source, len(chunk))
+        logits = restarted.logits(restart, at_answers, queries)
     return [CleanRun(logits[i], caches[i]) for i in range(len(chunk))]
 
 
@@ -302,7 +426,11 @@ def _sliced(members: list[tuple[int, Edit | None]], window: _Window, caches: lis
         parts = list(x.split(window.n_seq))
         for i, edit in members:
             if edit is not None:
-                parts[i] = edit[1](parts[i], name, window.seqs)
+                if window.cut:  # the edit is made for the probe's positions: padded to them
+                    edited = edit[1](_padded(parts[i], name, window.probe_pos), name, window.seqs)
+                    parts[i] = _cut(edited, name, window.n_pos)
+                else:
+                    parts[i] = edit[1](parts[i], name, window.seqs)
         for i, edit in members:
             if edit is None:
                 caches[i][name] = parts[i].detach()
@@ -311,15 +439,47 @@ def _sliced(members: list[tuple[int, Edit | None]], window: _Window, caches: lis
     return fn
 
 
+def _position_dims(name: str) -> tuple[int, ...]:
+    """The dimensions of an activation that index positions: [batch, head, query, key] for the
+    attention's scores and pattern, [batch, pos, ...] for every other."""
+    return (2, 3) if name.endswith(("hook_attn_scores", "hook_pattern")) else (1,)
+
+
+def _padded(x: torch.Tensor, name: str, n_pos: int) -> torch.Tensor:
+    """x with zeros after its positions, to n_pos of them."""
+    for dim in _position_dims(name):
+        shape = list(x.shape)
+        shape[dim] = n_pos - x.shape[dim]
+        x = torch.cat([x, x.new_zeros(shape)], dim)
+    return x
+
+
+def _cut(x: torch.Tensor, name: str, n_pos: int) -> torch.Tensor:
+    """x's first n_pos positions."""
+    for dim in _position_dims(name):
+        x = x.narrow(dim, 0, n_pos)
+    return x
+
+
 class _Restarted:
     """k stacked copies of the clean pass over a window of the probe, continued from a restart
     point."""
 
-    def __init__(self, model: Transformer, window: _Window, clean: CleanRun, k: int):
+    def __init__(
+        self,
+        model: Transformer,
+        window: _Window,
+        clean: CleanRun | _Reordered,
+        k: int,
+        split: bool = True,
+    ):
         self.model, self.window, self.clean, self.k = model, window, clean, k
+        self.split = split  # the last block's q at the answers only (`mix_at`): not differentiated
 
     def stacked(self, name: str) -> torch.Tensor:
-        x = self.clean[name][self.window.seqs]
+        x = self.clean[name][self.window.rows]
+        if self.window.cut:
+            x = x[:, : self.window.n_pos]
         return x if self.k == 1 else x.repeat(self.k, *[1] * (x.dim() - 1))
 
     def answers(self, x: torch.Tensor) -> torch.Tensor:
@@ -388,7 +548,7 @@ class _Restarted:
                 pre = b.hook_resid_pre(source)
                 if last and queries:
                     slots, slot_of_read = self.query_slots()
-                    z_at = b.attn.mix_at(b.ln1(pre), slots)
+                    z_at = b.attn.mix_at(b.ln1(pre), slots, split=self.split)
                     z_at = z_at.view(self.k, self.window.n_seq, *z_at.shape[1:])
                     return self._last_block_at_answers(
                         b, pre, z_at[:, self.window.read_seq, slot_of_read]

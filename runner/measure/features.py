@@ -181,14 +181,14 @@ def all_writes(model: Transformer, run: CleanRun, probe: ProbeBatch) -> dict[str
 # --- interventions in the basis ------------------------------------------------------------
 
 # f [seq, pos, |F|] of the edited pass, and the probe's sequences it holds -> f'
-Source = Callable[[torch.Tensor, slice], torch.Tensor]
+Source = Callable[[torch.Tensor, iv.Sequences], torch.Tensor]
 
 
 def basis_edit(basis: Basis, ids: tuple[int, ...], replacement: Source) -> iv.Edit:
     """Replace F's activations at the site: x' = x + Σ_{i∈F} (f'_i − f_i) d_i."""
     idx = list(ids)
 
-    def fn(x: torch.Tensor, name: str, seqs: slice = iv.ALL_SEQUENCES) -> torch.Tensor:
+    def fn(x: torch.Tensor, name: str, seqs: iv.Sequences = iv.ALL_SEQUENCES) -> torch.Tensor:
         f = encode(basis, x, ids).to(x.dtype)
         change = replacement(f, seqs).to(x.dtype) - f
         return x + change @ basis.sae.W_dec[idx].to(x.dtype)

@@ -31,8 +31,9 @@ A QK restriction `Ll.Hh[from <- to]` is ablated by zeroing the attention weights
 restricted part.
 
 Edits compose: several sites, at the same or different activations, are applied in one pass.
-An edit may be applied to a window of the probe's sequences (`seqs`): a batched pass runs long
-probes a window at a time, and whatever the edit holds per sequence is sliced to match.
+An edit may be applied to a window of the probe's sequences (`seqs`: a slice, or their indices):
+a batched pass runs long probes a window at a time, and whatever the edit holds per sequence is
+indexed to match. It always sees the probe's positions.
 """
 
 from __future__ import annotations
@@ -51,20 +52,22 @@ from runner.model.hooks import hooks
 from runner.model.transformer import Transformer
 
 ALL_SEQUENCES = slice(None)
+# The probe's sequences an activation holds: a slice, or their indices in the order held.
+Sequences = slice | torch.Tensor
 
 
 class EditFn(Protocol):
     """The edited activation, for x [seq, ...] holding the probe's sequences `seqs`."""
 
     def __call__(
-        self, x: torch.Tensor, name: str, /, seqs: slice = ALL_SEQUENCES
+        self, x: torch.Tensor, name: str, /, seqs: Sequences = ALL_SEQUENCES
     ) -> torch.Tensor: ...
 
 
 Edit = tuple[str, EditFn]
 
 
-def per_sequence(x: torch.Tensor, seqs: slice) -> torch.Tensor:
+def per_sequence(x: torch.Tensor, seqs: Sequences) -> torch.Tensor:
     """x [seq or 1, ...] for the sequences `seqs`: one row is shared by all of them."""
     return x if x.shape[0] == 1 else x[seqs]
 
@@ -170,7 +173,7 @@ def replace_edit(site: Site, source: torch.Tensor, probe: ProbeBatch) -> Edit:
     """An edit that replaces the site's part of the activation with the source's."""
     where = role_position_mask(probe, site.role) if site.role else None
 
-    def fn(x: torch.Tensor, name: str, seqs: slice = ALL_SEQUENCES) -> torch.Tensor:
+    def fn(x: torch.Tensor, name: str, seqs: Sequences = ALL_SEQUENCES) -> torch.Tensor:
         src = per_sequence(source, seqs).expand_as(x).to(x)
         out = x.clone()
         if site.head is not None:
@@ -210,7 +213,7 @@ def qk_zero_edit(probe: ProbeBatch, node: p.HeadQKNode) -> Edit:
     """Zero the attention weights from each read's `from` position to its `to` positions."""
     drop = qk_restriction_mask(probe, node.from_role, node.to_role)
 
-    def fn(pattern: torch.Tensor, name: str, seqs: slice = ALL_SEQUENCES) -> torch.Tensor:
+    def fn(pattern: torch.Tensor, name: str, seqs: Sequences = ALL_SEQUENCES) -> torch.Tensor:
         out = pattern.clone()
         out[:, node.head] = out[:, node.head].masked_fill(drop[seqs], 0.0)
         return out

@@ -90,6 +90,10 @@ class CleanRun:
 
     logits: torch.Tensor  # [read, vocab] at answer positions
     cache: dict[str, torch.Tensor]
+    # True for `batched.restart_pass`: the last block's activations past its attention's keys
+    # and values (its z, resid_mid, neurons, resid_post) are cached at the answers only, NaN
+    # elsewhere, so an edited run that needs them anywhere else restarts before that block.
+    last_block_at_answers: bool = False
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.cache[name]

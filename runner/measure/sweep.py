@@ -26,6 +26,12 @@ def sweep_names(model: Transformer) -> list[str]:
     return batched.restart_names(model)
 
 
+def clean_pass(model: Transformer, probe: ProbeBatch) -> CleanRun:
+    """The clean pass the sweep needs and no more: `sweep_names` cached, the last block at
+    the answers only (`batched.restart_pass`)."""
+    return batched.restart_pass(model, probe)
+
+
 @torch.no_grad()
 def ablation_sweep(
     model: Transformer,
@@ -38,7 +44,7 @@ def ablation_sweep(
     """Per-read accuracy, loss and margin under each site's ablation, keyed by site label.
 
     `sources[site.label]` is the replacement activation (see interventions); `run` must cache
-    `sweep_names(model)`.
+    `sweep_names(model)`: `clean_pass`, or a full clean pass shared with other quantities.
     """
     runs = [
         batched.EditedRun(site.label, (replace_edit(site, sources[site.label], probe),))

@@ -91,19 +91,38 @@ class CausalSelfAttention(nn.Module):
         pattern = self.hook_pattern(F.softmax(self.hook_attn_scores(scores), dim=-1))
         return self.hook_z((pattern @ v.transpose(1, 2)).transpose(1, 2))  # (B, T, nh, hs)
 
-    def mix_at(self, x: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+    def mix_at(self, x: torch.Tensor, queries: torch.Tensor, split: bool = False) -> torch.Tensor:
         """Each head's z at some query positions only: `queries` [B, M] (M >= 2) ->
         [B, M, nh, hs], equal bit for bit to `mix(x)` at those positions on CPU: keys and values
         at every position, then the same products row by row. (A single query row would take
         another matrix-vector kernel, which sums in another order.) The hooks of q, k and v see
-        every position; scores, pattern and z have no hook here."""
+        every position; scores, pattern and z have no hook here.
+
+        With `split` (and no hook on q), q is computed at the query positions only, from the
+        fused product's columns for q: the same values. Passes that are differentiated keep the
+        fused product, whose gradient the split would sum in another order."""
         B, T, D = x.shape
-        q, k, v = self.c_attn(x).split(D, dim=2)
-        q = self.hook_q(q.view(B, T, self.n_heads, self.d_head)).transpose(1, 2)
-        k = self.hook_k(k.view(B, T, self.n_heads, self.d_head))
-        v = self.hook_v(v.view(B, T, self.n_heads, self.d_head))
-        rows = queries[:, None, :, None].expand(B, self.n_heads, queries.shape[1], self.d_head)
-        scores = q.gather(2, rows) @ k.transpose(1, 2).transpose(-2, -1)  # (B, nh, M, T)
+        M = queries.shape[1]
+        if not split or self.hook_q._forward_hooks:
+            q, k, v = self.c_attn(x).split(D, dim=2)
+            q = self.hook_q(q.view(B, T, self.n_heads, self.d_head)).transpose(1, 2)
+            rows = queries[:, None, :, None].expand(B, self.n_heads, M, self.d_head)
+            q = q.gather(2, rows)
+        else:
+            # The fused product split by output columns: each column sums the same terms in
+            # the same order, so the parts equal the fused product's bit for bit.
+            weight, bias = self.c_attn.weight, self.c_attn.bias
+            k, v = (
+                _rows_linear(x.reshape(B * T, D), weight[D:], bias[D:])
+                .view(B, T, 2 * D)
+                .split(D, dim=2)
+            )
+            at = x.gather(1, queries[:, :, None].expand(B, M, D)).reshape(B * M, D)
+            q = _rows_linear(at, weight[:D], bias[:D]).view(B, M, self.n_heads, self.d_head)
+            q = q.transpose(1, 2).contiguous()  # (B, nh, M, hs): the layout `gather` gives
+        k = self.hook_k(k.reshape(B, T, self.n_heads, self.d_head))
+        v = self.hook_v(v.reshape(B, T, self.n_heads, self.d_head))
+        scores = q @ k.transpose(1, 2).transpose(-2, -1)  # (B, nh, M, T)
         scores = scores.div_(math.sqrt(self.d_head))
         future = torch.arange(T, device=x.device)[None, None, None, :] > queries[:, None, :, None]
         pattern = F.softmax(scores.masked_fill_(future, float("-inf")), dim=-1)
@@ -118,6 +137,20 @@ class CausalSelfAttention(nn.Module):
         w_o = self.c_proj.weight.view(D, self.n_heads, self.d_head)  # (D, nh, hs)
         result = self.hook_result(torch.einsum("...nh,dnh->...nd", z, w_o))  # (..., nh, D)
         return result.sum(dim=-2) + self.c_proj.bias
+
+
+# Products over fewer rows than this take other CPU kernels, which sum in another order
+# (measured: up to 5 rows at d_model 128).
+_MIN_ROWS = 8
+
+
+def _rows_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """F.linear of x [rows, in], padded with zero rows to `_MIN_ROWS` when it has fewer."""
+    n = x.shape[0]
+    if n >= _MIN_ROWS:
+        return F.linear(x, weight, bias)
+    padded = torch.cat([x, x.new_zeros(_MIN_ROWS - n, x.shape[1])])
+    return F.linear(padded, weight, bias)[:n]
 
 
 class MLP(nn.Module):

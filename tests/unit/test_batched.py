@@ -15,6 +15,7 @@ from runner.measure import gradients as gr
 from runner.measure import interventions as iv
 from runner.measure.circuits import names_for
 from runner.measure.probe import clean_run
+from runner.model.hooks import hooks
 from runner.model.transformer import ModelConfig, Transformer
 from tests.unit.measure_helpers import probe_of, random_basis
 
@@ -92,6 +93,93 @@ def test_stacked_edited_runs_equal_one_hooked_forward_each_bit_for_bit(model, pr
                 assert torch.equal(stacked[edited.key][name], one[name]), (edited.key, name)
 
 
+@pytest.mark.parametrize("max_rows", [1, 7, 10_000])
+def test_edited_runs_from_the_restart_pass_equal_one_hooked_forward_each_bit_for_bit(
+    model, probe, max_rows
+):
+    """The restart pass has the last block at the answers only: runs that need it elsewhere
+    (a kept activation of the last block, an edit of the final LayerNorm) restart before it."""
+    names = batched.restart_names(model) + [
+        f"blocks.{layer}.{hook}"
+        for layer in range(3)
+        for hook in ("attn.hook_z", "attn.hook_k", "mlp.hook_post")
+    ]
+    with torch.no_grad():
+        run = clean_run(
+            model, probe, [*names, "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_post"]
+        )
+        runs = edited_runs(model, probe, run)  # sources from the full clean pass
+        last_mlp = iv.site_of(p.MlpNode(layer=2))
+        mlp_edit = iv.replace_edit(last_mlp, torch.zeros(1), probe)
+        scale = ("ln_final.hook_scale", lambda x, name, seqs=iv.ALL_SEQUENCES: x * 2)
+        runs += [
+            batched.EditedRun("last mlp", (mlp_edit,)),
+            batched.EditedRun("last mlp, kept", (mlp_edit,), ("blocks.2.hook_mlp_out",)),
+            batched.EditedRun("final scale", (scale,)),
+            batched.EditedRun("nothing", ()),
+        ]
+        restart = batched.restart_pass(model, probe)
+        assert restart.last_block_at_answers
+        stacked = batched.run_many(model, probe, restart, runs, max_rows=max_rows)
+        for edited in runs:
+            one = iv.run_edited(model, probe, list(edited.edits), edited.names)
+            assert torch.equal(stacked[edited.key].logits, one.logits), edited.key
+            for name in edited.names:
+                assert torch.equal(stacked[edited.key][name], one[name]), (edited.key, name)
+
+
+def test_the_restart_pass_equals_the_full_pass_where_it_computes_and_is_nan_elsewhere(model, probe):
+    names = batched.restart_names(model)
+    with torch.no_grad():
+        full = clean_run(model, probe, names)
+    restart = batched.restart_pass(model, probe)
+    assert torch.equal(restart.logits, full.logits)
+    assert set(restart.cache) == set(names)
+    at_answers = {f"blocks.2.{x}" for x in ("attn.hook_z", "hook_resid_mid", "mlp.hook_post",
+                                            "hook_resid_post")}  # fmt: skip
+    elsewhere = torch.ones(probe.n_seq, probe.n_pos, dtype=torch.bool)
+    elsewhere[probe.read_seq, probe.answer] = False
+    for name in names:
+        if name in at_answers:
+            assert torch.equal(probe.at_answers(restart[name]), probe.at_answers(full[name]))
+            assert restart[name][elsewhere].isnan().all(), name
+        else:
+            assert torch.equal(restart[name], full[name]), name
+
+
+def test_windows_are_cut_after_their_last_answer_and_keep_at_least_the_softmax_width(probe):
+    """Sequences ordered by their last answer, each window cut after it; a probe whose reads
+    all end early keeps `MIN_POSITIONS` positions, and the runs still equal one forward each."""
+    order, windows = batched._cut_windows(probe, 7)
+    ends = torch.zeros(probe.n_seq, dtype=torch.int64).scatter_reduce(
+        0, probe.read_seq, probe.answer, "amax"
+    )
+    assert any(window.cut for window in windows)
+    assert sorted(torch.cat([w.seqs for w in windows]).tolist()) == list(range(probe.n_seq))
+    for window in windows:
+        assert window.n_pos == max(int(ends[window.seqs].max()) + 1, batched.MIN_POSITIONS)
+        assert torch.equal(window.tokens, probe.tokens[window.seqs, : window.n_pos])
+        assert torch.equal(window.answer, probe.answer[window.reads])
+        assert torch.equal(window.seqs[window.read_seq], probe.read_seq[window.reads])
+        assert torch.equal(order[window.rows], window.seqs)
+    early = probe.answer < 15
+    short = dataclasses.replace(
+        probe, read_seq=probe.read_seq[early], answer=probe.answer[early],
+        target=probe.target[early],
+    )  # fmt: skip
+    assert len(short) >= 8  # fewer rows would take other kernels in the last block
+    assert [w.n_pos for w in batched._cut_windows(short, 10_000)[1]] == [batched.MIN_POSITIONS]
+    model = random_model(2)
+    site = iv.site_of(p.HeadNode(layer=0, head=1))
+    edit = iv.replace_edit(site, torch.zeros(1), short)
+    with torch.no_grad():
+        run = clean_run(model, short, batched.restart_names(model))
+        runs = [batched.EditedRun("h", (edit,))]
+        cut = batched.run_many(model, short, run, runs, 10_000)["h"]
+        one = iv.run_edited(model, short, [edit])
+    assert torch.equal(cut.logits, one.logits)
+
+
 def test_an_edit_downstream_of_a_kept_activation_leaves_it_clean(model, probe):
     with torch.no_grad():
         run = clean_run(model, probe, [*batched.restart_names(model), "blocks.0.hook_resid_post"])
@@ -158,18 +246,36 @@ def test_predicted_changes_equal_the_predicted_part_of_update_alignments(probe):
 
 
 @pytest.mark.parametrize("n_queries", [2, 3, 9])
-def test_attention_at_some_queries_equals_the_full_attention_there_bit_for_bit(n_queries):
-    attn = random_model(3).block(1).attn
+@pytest.mark.parametrize("d_model", [32, 128])  # 128: the reference width
+# Two sequences: the queries' product has few rows (4 for two slots), which the split product
+# pads to the general kernel's size. (One sequence with two slots at d_head 64 takes another
+# kernel for the scores' tiny product, with or without the split: not asserted.)
+@pytest.mark.parametrize("n_seq", [2, 16])
+@pytest.mark.parametrize("split", [False, True])  # q at the queries only
+@pytest.mark.parametrize("hooked_q", [False, True])  # a hook on q: q at every position
+def test_attention_at_some_queries_equals_the_full_attention_there_bit_for_bit(
+    n_queries, d_model, n_seq, split, hooked_q
+):
+    config = CONFIG.model_copy(update={"d_model": d_model})
+    torch.manual_seed(3)
+    model = Transformer(config)
+    attn = model.block(1).attn
     torch.manual_seed(4)
-    x = torch.randn(16, 20, CONFIG.d_model)
-    queries = torch.randint(0, 20, (16, n_queries))
+    x = torch.randn(n_seq, 20, d_model)
+    queries = torch.randint(0, 20, (n_seq, n_queries))
     queries[:, 1] = queries[:, 0]  # a padded slot repeats a position
+    seen = []
     with torch.no_grad():
         full = attn.mix(x)
-        some = attn.mix_at(x, queries)
-    rows = torch.arange(16)[:, None]
-    assert some.shape == (16, n_queries, CONFIG.n_heads, CONFIG.d_head)
+        hooked = (
+            [("blocks.1.attn.hook_q", lambda q, name: seen.append(q.shape))] if hooked_q else []
+        )
+        with hooks(model, hooked):
+            some = attn.mix_at(x, queries, split=split)
+    rows = torch.arange(n_seq)[:, None]
+    assert some.shape == (n_seq, n_queries, config.n_heads, config.d_head)
     assert torch.equal(some, full[rows, queries])
+    assert seen == ([(n_seq, 20, config.n_heads, config.d_head)] if hooked_q else [])
 
 
 def test_edited_runs_with_one_read_per_sequence_equal_one_hooked_forward_each(probe, model):
