@@ -264,10 +264,15 @@ def restart_pass(model: Transformer, probe: ProbeBatch) -> CleanRun:
         logits = restarted.unembed(restarted._last_block_at_answers(block, pre, z))[0]
     cache[last + "attn.hook_z"] = z
     for name in at_answers:
-        x = cache[name][0]
-        spread = x.new_full((probe.n_seq, probe.n_pos, *x.shape[1:]), float("nan"))
-        cache[name] = spread.index_put((probe.read_seq, probe.answer), x)
+        cache[name] = _spread(cache[name][0], probe)
     return CleanRun(logits, cache, last_block_at_answers=True)
+
+
+def _spread(x: torch.Tensor, probe: ProbeBatch) -> torch.Tensor:
+    """x [read, ...] at the answers -> [seq, pos, ...], NaN wherever it was not computed (so
+    that a read there shows)."""
+    spread = x.new_full((probe.n_seq, probe.n_pos, *x.shape[1:]), float("nan"))
+    return spread.index_put((probe.read_seq, probe.answer), x)
 
 
 def answer_pass(
@@ -335,8 +340,7 @@ def answer_run(
         logits = restarted.unembed(restarted.stream((-1, PRE), at_answers=True, queries=queries))
     for name, x in cache.items():
         if _computed_at_answers(name, n_layers):
-            spread = x.new_full((probe.n_seq, probe.n_pos, *x.shape[2:]), float("nan"))
-            cache[name] = spread.index_put((probe.read_seq, probe.answer), x[0])
+            cache[name] = _spread(x[0], probe)
     return CleanRun(logits[0], cache)
 
 

@@ -73,17 +73,21 @@ def edited_runs(model, probe, run) -> list[batched.EditedRun]:
     return runs
 
 
-@pytest.mark.parametrize("max_rows", [1, 7, 50, 10_000])  # windows of 1 and 7, stacks of 2, all
-def test_stacked_edited_runs_equal_one_hooked_forward_each_bit_for_bit(model, probe, max_rows):
+def full_clean_run(model, probe):
+    """The full clean pass, caching what the runs restart from and their sources read."""
     names = batched.restart_names(model) + [
         f"blocks.{layer}.{hook}"
         for layer in range(3)
         for hook in ("attn.hook_z", "attn.hook_k", "mlp.hook_post")
     ]
+    extra = ["hook_embed", "hook_pos_embed", "blocks.0.hook_resid_post"]
+    return clean_run(model, probe, [*names, *extra])
+
+
+@pytest.mark.parametrize("max_rows", [1, 7, 50, 10_000])  # windows of 1 and 7, stacks of 2, all
+def test_stacked_edited_runs_equal_one_hooked_forward_each_bit_for_bit(model, probe, max_rows):
     with torch.no_grad():
-        run = clean_run(
-            model, probe, [*names, "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_post"]
-        )
+        run = full_clean_run(model, probe)
         runs = edited_runs(model, probe, run)
         stacked = batched.run_many(model, probe, run, runs, max_rows=max_rows)
         for edited in runs:
@@ -99,15 +103,8 @@ def test_edited_runs_from_the_restart_pass_equal_one_hooked_forward_each_bit_for
 ):
     """The restart pass has the last block at the answers only: runs that need it elsewhere
     (a kept activation of the last block, an edit of the final LayerNorm) restart before it."""
-    names = batched.restart_names(model) + [
-        f"blocks.{layer}.{hook}"
-        for layer in range(3)
-        for hook in ("attn.hook_z", "attn.hook_k", "mlp.hook_post")
-    ]
     with torch.no_grad():
-        run = clean_run(
-            model, probe, [*names, "hook_embed", "hook_pos_embed", "blocks.0.hook_resid_post"]
-        )
+        run = full_clean_run(model, probe)
         runs = edited_runs(model, probe, run)  # sources from the full clean pass
         last_mlp = iv.site_of(p.MlpNode(layer=2))
         mlp_edit = iv.replace_edit(last_mlp, torch.zeros(1), probe)
