@@ -84,17 +84,22 @@ def full_clean_run(model, probe):
     return clean_run(model, probe, [*names, *extra])
 
 
+def assert_equal_to_one_forward_each(model, probe, runs, stacked) -> None:
+    """Each run's logits and kept activations, bit for bit those of its own hooked forward."""
+    for edited in runs:
+        one = iv.run_edited(model, probe, list(edited.edits), edited.names)
+        assert torch.equal(stacked[edited.key].logits, one.logits), edited.key
+        for name in edited.names:
+            assert torch.equal(stacked[edited.key][name], one[name]), (edited.key, name)
+
+
 @pytest.mark.parametrize("max_rows", [1, 7, 50, 10_000])  # windows of 1 and 7, stacks of 2, all
 def test_stacked_edited_runs_equal_one_hooked_forward_each_bit_for_bit(model, probe, max_rows):
     with torch.no_grad():
         run = full_clean_run(model, probe)
         runs = edited_runs(model, probe, run)
         stacked = batched.run_many(model, probe, run, runs, max_rows=max_rows)
-        for edited in runs:
-            one = iv.run_edited(model, probe, list(edited.edits), edited.names)
-            assert torch.equal(stacked[edited.key].logits, one.logits), edited.key
-            for name in edited.names:
-                assert torch.equal(stacked[edited.key][name], one[name]), (edited.key, name)
+        assert_equal_to_one_forward_each(model, probe, runs, stacked)
 
 
 @pytest.mark.parametrize("max_rows", [1, 7, 10_000])
@@ -118,11 +123,7 @@ def test_edited_runs_from_the_restart_pass_equal_one_hooked_forward_each_bit_for
         restart = batched.restart_pass(model, probe)
         assert restart.last_block_at_answers
         stacked = batched.run_many(model, probe, restart, runs, max_rows=max_rows)
-        for edited in runs:
-            one = iv.run_edited(model, probe, list(edited.edits), edited.names)
-            assert torch.equal(stacked[edited.key].logits, one.logits), edited.key
-            for name in edited.names:
-                assert torch.equal(stacked[edited.key][name], one[name]), (edited.key, name)
+        assert_equal_to_one_forward_each(model, probe, runs, stacked)
 
 
 def test_the_restart_pass_equals_the_full_pass_where_it_computes_and_is_nan_elsewhere(model, probe):
