@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: demo features reference seeds induction test test-fast lint fuzz setup clean
+.PHONY: demo features reference seeds induction test test-kernels test-fast lint fuzz setup clean
 
 setup: $(STAMP)
 
@@ -74,6 +74,14 @@ induction: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-kernels
+
+# The tests of two computations of one value again under other CPU kernels (PyTorch's portable
+# ones with MKL's reproducible branch; MKL's AVX2 branch), so that a test relying on this
+# processor's kernel choices fails on every machine (docs/reproducibility.md).
+test-kernels: $(STAMP)
+	ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q -m numerics
+	MKL_CBWR=AVX2 $(BIN)/python -m pytest -q -m numerics
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -83,7 +83,7 @@ def layer_drives(
     score: ScoreFn,
 ) -> dict[int, np.ndarray]:
     """`neuron_drives` of several layers from one backward pass (each layer's values equal
-    those of its own pass bit for bit: autograd runs the same steps for its parameters)."""
+    those of its own pass: autograd runs the same steps for its parameters)."""
     params = []
     for layer in layers:
         mlp = model.block(layer).mlp
@@ -124,7 +124,7 @@ def feature_means(model: Transformer, probe: ProbeBatch, basis: Basis, quantity:
     if quantity == "contribution":
         names += ["ln_final.hook_scale"]
     # Every score here reads the site, the final norm's scale and the logits at the answers
-    # only: the answers-only pass gives them, equal to the full pass's bit for bit.
+    # only: the answers-only pass gives them, equal to the full pass's up to float rounding.
     queries = not site.startswith(f"blocks.{model.cfg.n_layers - 1}.attn.")
     with torch.no_grad():
         run = batched.answer_run(model, probe, names, queries=queries)

@@ -8,8 +8,8 @@
 4. Judging: plug-in statistics and tests per prediction (runner.stats.judge), then one multiplicity
    correction across the study, then verdicts (runner.stats.rules).
 
-Results hold no wall-clock times or absolute paths: the same spec, checkpoints and seed give
-byte-identical results JSON, cached or not.
+Results hold no wall-clock times or absolute paths: the same spec, checkpoints, seed and
+settings give byte-identical results JSON on one machine (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -510,7 +510,8 @@ def run_study(
 
     `trajectories` also measures what figures draw (see `Judge.reads`).
     `shared_passes=False` measures each quantity on its own (one edited forward pass, one
-    gradient computation each): slower, and by test equal to the shared passes bit for bit.
+    gradient computation each): slower, and by test equal to the shared passes up to float
+    rounding, with the same verdicts (tests/integration/test_shared_passes.py).
     `counts`, when given, receives how many quantities were `requested` and `computed` (the
     rest came from the cache), and `seconds` each claim's wall time: both are kept out of the
     result, which must not depend on the cache or the clock. `executor="ray"` sends each

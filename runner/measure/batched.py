@@ -21,8 +21,9 @@ block past its keys and values at the answers only (as `answer_pass` does) and s
 a run that needs the last block elsewhere then restarts at its input.
 
 The logits equal those of one full hooked forward pass per run (`interventions.run_edited`)
-bit for bit on CPU: the same operations on the same inputs, a row's result not depending on
-the rows stacked beside it (tests/unit/test_batched.py asserts it).
+up to float rounding: the same operations on the same inputs, but on other shapes (a window, a
+stack, the answers only), for which the CPU library may pick kernels that sum in another order
+(tests/unit/test_batched.py states the tolerance and asserts it, in float32 and float64).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ from runner.model.hooks import hooks
 from runner.model.transformer import Block, Transformer
 
 DEFAULT_MAX_ROWS = 64  # sequences per pass: the fastest measured (README)
-# The fewest positions a cut window keeps: rows of at least this many floats are summed in the
-# same order by the softmax however long they are (16 float32 lanes: AVX-512; measured).
+# The fewest positions a cut window keeps: on AVX-512 processors the softmax sums rows of at
+# least this many floats (16 lanes) in the same order however long they are, so there a cut
+# window rounds as the full row does; elsewhere it may differ in the last bits.
 MIN_POSITIONS = 16
 
 # Where in a block an activation lies: restart stages, in forward order.
@@ -156,8 +158,8 @@ def _cut_windows(probe: ProbeBatch, size: int) -> tuple[torch.Tensor, list[_Wind
     in the order of their last answers (`order`, returned), so that a window's sequences end
     close together; a window's `rows` are its place in that order.
 
-    A window keeps at least `MIN_POSITIONS` positions: the softmax over a shorter row sums it in
-    another order than over the probe's full row, which breaks the equality bit for bit."""
+    A window keeps at least `MIN_POSITIONS` positions: the softmax over a shorter row may sum
+    it in another order than over the probe's full row."""
     last = torch.full((probe.n_seq,), -1, dtype=torch.int64, device=probe.device)
     last = last.scatter_reduce(0, probe.read_seq, probe.answer, "amax")
     order = torch.argsort(last, stable=True)
@@ -283,7 +285,8 @@ def answer_pass(
 ) -> CleanRun:
     """The clean pass's answer logits, computed as an edited run with no edit: the probe a
     window at a time, the last block and the unembedding at the answers only. Equal to the full
-    forward pass's bit for bit, and cheaper, for quantities that read nothing but the logits.
+    forward pass's up to float rounding, and cheaper, for quantities that read nothing but the
+    logits.
     Its cache: the stream after the last block and the final LayerNorm's scale at the answers
     ([read, d_model] and [read, 1]), the witnesses `finite` reads of such a pass.
 

@@ -93,7 +93,7 @@ class QuantityContext:
     @property
     def answers(self) -> CleanRun:
         """The clean pass's answer logits: from the full pass when it runs, else from the
-        cheaper `batched.answer_pass` (the same logits bit for bit)."""
+        cheaper `batched.answer_pass` (the same logits up to float rounding)."""
         if self._run is not None or self._needs_cache:
             return self.run
         if self._answers is None:

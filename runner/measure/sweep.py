@@ -5,8 +5,8 @@ Each ablation is one edited run of `runner.measure.batched`: it restarts from th
 just before the site (a head's z, an MLP's neurons, the stream entering a block), the
 ablations that restart at the same place are stacked along the batch in chunks of `max_rows`
 sequences, and the last block's MLP runs only at the answer positions. The result equals one
-full hooked forward pass per ablation bit for bit (tests/unit/test_batched.py), at a fraction of
-the cost (benchmarks/measure.py measures it).
+full hooked forward pass per ablation up to float rounding (tests/unit/test_batched.py), at a
+fraction of the cost (benchmarks/measure.py measures it).
 """
 
 from __future__ import annotations

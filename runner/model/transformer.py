@@ -6,7 +6,7 @@ through a `HookPoint` named as in TransformerLens; the comment on each states it
 
 Per-head attention outputs (`hook_result`) are only materialised while a hook on them is
 attached: summing per-head results reorders the floating-point sum of the output projection,
-so the plain forward keeps the single matrix product and stays bit-identical to GPT-2's.
+so the plain forward keeps the single matrix product, the computation GPT-2's forward makes.
 """
 
 from __future__ import annotations
@@ -93,10 +93,11 @@ class CausalSelfAttention(nn.Module):
 
     def mix_at(self, x: torch.Tensor, queries: torch.Tensor, split: bool = False) -> torch.Tensor:
         """Each head's z at some query positions only: `queries` [B, M] (M >= 2) ->
-        [B, M, nh, hs], equal bit for bit to `mix(x)` at those positions on CPU: keys and values
-        at every position, then the same products row by row. (A single query row would take
-        another matrix-vector kernel, which sums in another order.) The hooks of q, k and v see
-        every position; scores, pattern and z have no hook here.
+        [B, M, nh, hs], equal to `mix(x)` at those positions up to float rounding: keys and
+        values at every position, then the same products over fewer rows, which the CPU library
+        may sum in another order. (M >= 2 keeps a single query row off the matrix-vector kernel,
+        which on the processors measured sums in another order than the matrix kernel.) The
+        hooks of q, k and v see every position; scores, pattern and z have no hook here.
 
         With `split` (and no hook on q), q is computed at the query positions only, from the
         fused product's columns for q: the same values. Passes that are differentiated keep the
@@ -109,9 +110,9 @@ class CausalSelfAttention(nn.Module):
             rows = queries[:, None, :, None].expand(B, self.n_heads, M, self.d_head)
             q = q.gather(2, rows)
         else:
-            # The fused product split by output columns: each column sums the same terms in
-            # the same order, so the parts equal the fused product's bit for bit (measured;
-            # `_rows_linear` pads the small products where the library sums otherwise).
+            # The fused product split by output columns: each column sums the same terms, in
+            # the same order where the library keeps its kernel (`_rows_linear` pads the
+            # small products that take another kernel on the processors measured).
             weight, bias = self.c_attn.weight, self.c_attn.bias
             k, v = (
                 _rows_linear(x.reshape(B * T, D), weight[D:], bias[D:])
@@ -141,7 +142,7 @@ class CausalSelfAttention(nn.Module):
 
 
 # Products over fewer rows than this take other CPU kernels, which sum in another order
-# (measured: up to 5 rows at d_model 128).
+# (measured on Intel AVX-512: up to 5 rows at d_model 128; other processors differ).
 _MIN_ROWS = 8
 
 

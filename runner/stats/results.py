@@ -1,7 +1,7 @@
 """Result models: what a run of a study produces, JSON-serialisable and deterministic.
 
-No wall-clock times or absolute paths go in here, so the same spec, checkpoints and seed give
-byte-identical results JSON.
+No wall-clock times or absolute paths go in here, so the same spec, checkpoints, seed and
+settings give byte-identical results JSON on one machine (docs/reproducibility.md).
 """
 
 from __future__ import annotations
@@ -160,9 +160,9 @@ class Provenance(Frozen):
     hypodsl_version: str
     torch_version: str
     device: str
-    # Float32 sums can differ in their last bits with the thread count, so results are a
-    # function of these too (docs/language.md#running): the same spec, checkpoints, seed, jobs
-    # and threads give byte-identical results.
+    # Float32 sums can differ in their last bits with the thread count (and the processor),
+    # so results are a function of these too (docs/reproducibility.md): the same spec,
+    # checkpoints, seed, jobs and threads give byte-identical results on one machine.
     jobs: int = 1  # checkpoints measured in parallel processes
     threads: int = 1  # torch threads of each measuring process
 

@@ -17,6 +17,7 @@ from runner.engine.study import run_study
 from runner.model.checkpoints import weights_path
 from runner.report.files import write_reports
 from runner.report.ledger import anchor
+from tests.numerics import assert_results_equivalent
 
 SPEC = """study "ledger"
 probe iid = split test_iid n 48 seed 0
@@ -117,15 +118,19 @@ def without_trajectories(predictions):
     return (p.model_copy(update={"trajectories": ()}) for p in predictions)
 
 
+@pytest.mark.numerics  # measured through other passes: equal up to rounding
 def test_trajectories_agree_with_the_tested_values_and_change_nothing_else(tiny_run, tmp_path):
     _, plain = study(tiny_run, tmp_path)
     _, drawn = study(tiny_run, tmp_path, trajectories=True)
-    # the trajectories are context: every other field of every claim is identical
+    # the trajectories are context: every other field of every claim is the same (measuring
+    # more checkpoints may take another pass for a quantity: equal up to float rounding)
     stripped = [
         c.model_copy(update={"predictions": tuple(without_trajectories(c.predictions))})
         for c in drawn.claims
     ]
-    assert tuple(stripped) == plain.claims
+    assert [c.verdict for c in stripped] == [c.verdict for c in plain.claims]
+    for ours, theirs in zip(stripped, plain.claims, strict=True):
+        assert_results_equivalent(ours.model_dump_json(), theirs.model_dump_json())
     by_name = {c.name: c for c in drawn.claims}
     # `at final`: its trajectory's last point is the tested estimate and interval
     low = by_name["low_loss"].predictions[0]

@@ -1,17 +1,23 @@
 """The engine's shared passes (stacked edited runs, stacked gradients, the answers-only pass of
-probes whose quantities read only the logits) against measuring every quantity on its own:
-byte-identical results JSON, on CPU, for a study of every intervention and gradient kind on the
-tiny run."""
+probes whose quantities read only the logits) against measuring every quantity on its own, for a
+study of every intervention and gradient kind on the tiny run: the same verdicts, and results
+equal up to float rounding (`tests.numerics.assert_results_equivalent`; on some processors
+byte-identical, but no CPU library promises that for computations over other shapes)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
 from runner.engine import sources
 from runner.engine.study import run_study
 from runner.measure import batched, quantities
+from tests.numerics import assert_results_equivalent
+
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels (Makefile)
 
 SPEC = """study "shared passes"
 probe iid = split test_iid n 48 seed 0
@@ -63,7 +69,7 @@ claim births "a birth of an intervened quantity" {
 """
 
 
-def test_shared_passes_give_byte_identical_results(tiny_run: Path, tmp_path: Path):
+def test_shared_passes_give_the_results_of_one_pass_per_quantity(tiny_run: Path, tmp_path: Path):
     plan = compile_spec(parse(SPEC, "shared.hyp"), SPEC, None)
     results = {}
     for shared in (True, False):
@@ -73,7 +79,7 @@ def test_shared_passes_give_byte_identical_results(tiny_run: Path, tmp_path: Pat
         )  # fmt: skip
         results[shared] = result.model_dump_json(indent=2)
         assert all("not evaluable" not in c.reason for c in result.claims), result.claims
-    assert results[True] == results[False]
+    assert_results_equivalent(results[True], results[False])
 
 
 def test_a_patch_source_runs_once_for_every_checkpoint_it_is_patched_into(

@@ -22,6 +22,8 @@ from runner.model.transformer import ModelConfig, Transformer
 from runner.stats.births import birth
 from tests.unit.measure_helpers import probe_of
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels (Makefile)
+
 CONFIG = ModelConfig(d_model=32, n_layers=3, n_heads=2, d_ff=64)
 
 

@@ -12,6 +12,8 @@ from runner.model.configs import NAMED_CONFIGS
 from runner.model.hooks import hook_points, hooks, run_with_cache
 from runner.model.transformer import ModelConfig, Transformer
 
+pytestmark = pytest.mark.numerics  # run again under other CPU kernels (Makefile)
+
 CFG = ModelConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64)
 
 
