@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -275,35 +276,46 @@ def _seed_range(text: str) -> list[int]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from runner.model.checkpoints import list_steps
-    from runner.model.hf_gpt2 import export_run, export_step
+    from runner.model.hf_gpt2 import check_export_target, export_run, export_step
     from runner.model.rundir import read_config
 
     run_dir, out = Path(args.run), Path(args.out)
     read_config(run_dir)  # a clear error if this is not a run directory
-    ensure_writable_dir(out, "--to hf OUT")
-    if args.step == "all":
-        written = export_run(run_dir, None, out)
-        console.print(f"{len(written)} checkpoints written to {out}/checkpoint-STEP/")
-        return 0
+    if out.resolve() == run_dir.resolve():
+        raise UsageError(f"--to hf {out}: is the run directory itself; export elsewhere")
     steps = list_steps(run_dir)
     if not steps:
         raise UsageError(f"{run_dir}: no checkpoints")
+    ensure_writable_dir(out, "--to hf OUT")
+    if args.step == "all":
+        check_export_target(out, steps, args.force)
+        written = export_run(run_dir, None, out)
+        console.print(f"{len(written)} checkpoints written to {out}/checkpoint-STEP/")
+        return 0
     step = steps[-1] if args.step == "final" else int(args.step)
     if step not in steps:
         raise UsageError(f"--step {step}: {run_dir} has no checkpoint there")
+    check_export_target(out, None, args.force)
     export_step(run_dir, step, out)
     console.print(f"step {step} written to {out} (config.json, model.safetensors)")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from runner.model.hf_gpt2 import import_series
+    from runner.model.hf_import import import_series
 
     out = Path(args.out)
+    created = [p for p in (out, *out.parents) if not os.path.lexists(p)]
     ensure_writable_dir(out, "--out")
     data = Path(args.data) if args.data else None
     task = Path(args.task) if args.task else None
-    steps = import_series(Path(args.source), out, data=data, task=task)
+    try:
+        steps = import_series(Path(args.source), out, data=data, task=task)
+    except UserError:
+        for path in created:  # a refused import leaves nothing behind (it checks before writing)
+            if not any(path.iterdir()):
+                path.rmdir()
+        raise
     console.print(f"{len(steps)} checkpoints ({steps[0]} .. {steps[-1]}) imported into {out}")
     return 0
 
@@ -490,6 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     export.add_argument("--to", dest="format", choices=["hf"], required=True, help="format: hf")
     export.add_argument("out", help="output directory")
+    export.add_argument(
+        "--force", action="store_true",
+        help="overwrite an earlier export's files in OUT (without it, export refuses to replace "
+        "any file; with it, still refuses a directory where a file goes, or other "
+        "checkpoint-N/ folders beside a series)",
+    )  # fmt: skip
     export.set_defaults(func=cmd_export)
 
     imp = sub.add_parser(

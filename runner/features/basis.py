@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from hypodsl.errors import UserError
 from hypodsl.jsonfile import JsonFileError, read_json, validated
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.features.sae import SparseAutoencoder
+from runner.safe_files import read_bounded
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -196,15 +196,7 @@ def load_basis(directory: Path, run: FittedRun | None = None) -> Basis:
 
 
 def _read_weights(path: Path, sha256: str) -> dict[str, torch.Tensor]:
-    try:
-        st = path.stat()
-    except OSError:
-        raise BasisError(f"{path}: missing") from None
-    if not stat.S_ISREG(st.st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/")):
-        raise BasisError(f"{path}: not a regular file")
-    if st.st_size > MAX_WEIGHTS_BYTES:
-        raise BasisError(f"{path}: larger than {MAX_WEIGHTS_BYTES >> 30} GB")
-    blob = path.read_bytes()
+    blob = read_bounded(path, MAX_WEIGHTS_BYTES, "basis weights", BasisError)
     if hashlib.sha256(blob).hexdigest() != sha256:
         raise BasisError(f"{path}: corrupt basis (SHA-256 does not match {INFO_FILE})")
     try:

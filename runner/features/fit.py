@@ -28,6 +28,7 @@ from safetensors.torch import save as save_safetensors
 
 from runner.atomic import atomic_write_bytes
 from runner.features.basis import (
+    MAX_WEIGHTS_BYTES,
     BasisError,
     BasisInfo,
     FittedRun,
@@ -41,6 +42,7 @@ from runner.kv import dataset
 from runner.model import checkpoints
 from runner.model.hooks import hook_points, run_with_cache
 from runner.model.rundir import data_dir, read_config, register_basis
+from runner.safe_files import read_bounded
 
 SAVE_EVERY = 250
 STATE_FILE = ".fit_state.safetensors"
@@ -202,9 +204,10 @@ def _load_state(
     if not path.exists():
         return 0
     try:
+        blob = read_bounded(path, MAX_WEIGHTS_BYTES, "fit state", BasisError)  # not a FIFO
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-        tensors = load_safetensors(path.read_bytes())
+        tensors = load_safetensors(blob)
     except (SafetensorError, OSError, ValueError) as e:
         raise BasisError(f"{path}: unreadable fit state ({e}); delete it to start again") from None
     if header.get("settings") != settings.content_hash():

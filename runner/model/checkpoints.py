@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from safetensors.torch import save as save_safetensors
 from hypodsl.errors import UserError
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.model.transformer import ModelConfig, Transformer
+from runner.safe_files import read_bounded, regular_file_size
 
 _STEP_FILE = re.compile(r"step_(\d+)\.json$")
 
@@ -63,28 +63,14 @@ MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 MAX_WEIGHTS_BYTES = 16 * 1024**3  # far above any model this project trains
 
 
-def _regular_file(path: Path, what: str) -> int:
-    """The size of `path` if it is a regular file (links followed); else a CheckpointError:
-    reading a FIFO would block and a link to /dev/zero would never end."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: {what} missing") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: {what} unreadable ({e.strerror})") from None
-    if not stat.S_ISREG(info.st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/")):
-        raise CheckpointError(f"{path}: {what} is not a regular file")
-    return info.st_size
-
-
 def read_sidecar(run_dir: Path, step: int) -> dict[str, Any]:
     path = sidecar_path(run_dir, step)
     if not os.path.lexists(path):
         raise CheckpointError(f"no checkpoint at step {step} in {run_dir}")
-    if _regular_file(path, "sidecar") > MAX_SIDECAR_BYTES:
-        raise CheckpointError(f"{path}: sidecar larger than {MAX_SIDECAR_BYTES >> 20} MB")
     try:
-        sidecar = json.loads(path.read_bytes().decode("utf-8"))
+        sidecar = json.loads(
+            read_bounded(path, MAX_SIDECAR_BYTES, "sidecar", CheckpointError).decode("utf-8")
+        )
     except UnicodeDecodeError:
         raise CheckpointError(f"{path}: corrupt sidecar (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
@@ -100,9 +86,7 @@ def load_state(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     """The weights of one checkpoint, verified against the sidecar's hash."""
     expected = read_sidecar(run_dir, step)["sha256"]
     path = weights_path(run_dir, step)
-    if _regular_file(path, "weights file") > MAX_WEIGHTS_BYTES:
-        raise CheckpointError(f"{path}: weights file larger than {MAX_WEIGHTS_BYTES >> 30} GB")
-    blob = path.read_bytes()
+    blob = read_bounded(path, MAX_WEIGHTS_BYTES, "weights file", CheckpointError)
     if hashlib.sha256(blob).hexdigest() != expected:
         raise CheckpointError(f"{path}: corrupt checkpoint (SHA-256 does not match its sidecar)")
     try:
@@ -142,7 +126,7 @@ def verified_sha256(run_dir: Path, step: int) -> str:
     """The SHA-256 of the weights file as it is now, checked against its sidecar."""
     expected = file_sha256(run_dir, step)
     path = weights_path(run_dir, step)
-    _regular_file(path, "weights file")
+    regular_file_size(path, "weights file", CheckpointError)  # a FIFO would block the hash below
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -1,6 +1,6 @@
 """Hugging Face GPT-2 directories (`config.json` + `model.safetensors`): a run's checkpoints
-written as one, one read back as our model, and a `Trainer`-style series of them
-(`checkpoint-N/`) imported as a run directory of the stream-KV task or of a task file's task.
+written as one, and one read back as our model after its config and weights header are checked
+(`runner.model.hf_import` imports a `Trainer`-style series of them as a run).
 
 The model is GPT-2's architecture in nanoGPT's layout, so the conversion is a renaming: Hugging
 Face's `Conv1D` stores a linear layer's weight as [in, out], the transpose of `nn.Linear`'s,
@@ -11,24 +11,26 @@ them with `transformers.GPT2LMHeadModel`.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
-import shutil
+import stat
 from pathlib import Path
-from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
+from hypodsl.jsonfile import read_json
 from runner.atomic import atomic_write_bytes, atomic_write_text
-from runner.kv import dataset
 from runner.model import checkpoints
-from runner.model.configs import TrainConfig
-from runner.model.rundir import RunError, config_path, data_dir, read_config, write_signature
+from runner.model.rundir import RunError, read_config
 from runner.model.transformer import ModelConfig, Transformer
+from runner.safe_files import FLOAT_DTYPES, safetensors_header
 
-CHECKPOINT_DIR = re.compile(r"checkpoint-(\d{1,12})")
+CHECKPOINT_DIR = re.compile(r"checkpoint-([0-9]+)")  # as `Trainer` names them
+EXPORT_FILES = ("config.json", "model.safetensors")
 
 # Our names inside a block -> Hugging Face's, and whether the weight is transposed (Conv1D).
 BLOCK_NAMES = {
@@ -114,33 +116,153 @@ def export_run(run_dir: Path, steps: list[int] | None, out: Path) -> list[Path]:
     return [export_step(run_dir, s, out / f"checkpoint-{s}", config) for s in wanted]
 
 
-def model_config(hf: dict[str, object]) -> ModelConfig:
-    """Our config for a GPT-2 `config.json` this model can run exactly; refuses the others."""
+def check_export_target(out: Path, steps: list[int] | None, force: bool) -> None:
+    """Refuse, before anything is written, an `out` whose names an export would write are
+    taken: by anything, unless `force`; even with it, by what a file cannot replace (a
+    directory, a FIFO). For a series (`steps`), `out` may hold no other `checkpoint-N/`: an
+    import would read it as part of the series."""
+    if steps is None:
+        targets = [out / name for name in EXPORT_FILES]
+    else:
+        names = {f"checkpoint-{s}" for s in steps}
+        stale = sorted(p.name for p in out.iterdir() if CHECKPOINT_DIR.fullmatch(p.name))
+        other = next((name for name in stale if name not in names), None)
+        if other is not None:
+            raise RunError(
+                f"{out}: holds {other}, which this export does not write, and an import would "
+                "read as part of the series; export into an empty directory"
+            )
+        for name in sorted(names & set(stale)):
+            if not (out / name).is_dir():
+                raise RunError(f"{out / name}: exists and is not a directory")
+        targets = [out / name / file for name in sorted(names) for file in EXPORT_FILES]
+    taken = [t for t in targets if os.path.lexists(t)]
+    if taken and not force:
+        raise RunError(f"{taken[0]}: exists; pass --force to overwrite an earlier export")
+    for path in taken:
+        if not (path.is_symlink() or stat.S_ISREG(path.lstat().st_mode)):
+            raise RunError(f"{path}: exists and is not a file; export writes a file there")
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_PARAMETERS = 1_000_000_000  # 4 GB in float32; import holds about three copies of one
+MAX_LAYERS = 1024
+MAX_MASK_BYTES = 1 << 30  # the causal masks: a bool [n_positions, n_positions] per layer
+SIZE_FIELDS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+# Buffers older transformers saved with the weights (the causal mask); rebuilt, never read.
+IGNORED_BUFFER = re.compile(r"transformer\.h\.(\d+)\.attn\.(bias|masked_bias)")
+
+
+def model_config(hf: dict[str, object], where: str = "config.json") -> ModelConfig:
+    """Our config for a GPT-2 `config.json` this model can run exactly; refuses the others, and
+    a model too large to import (more than MAX_PARAMETERS), before anything is allocated."""
     if hf.get("model_type") != "gpt2":
-        raise RunError(f"model_type {hf.get('model_type')!r}: only GPT-2 checkpoints are read")
+        raise RunError(
+            f"{where}: model_type {hf.get('model_type')!r}: only GPT-2 checkpoints are read"
+        )
     expected = {
         "activation_function": "gelu_new",
         "scale_attn_weights": True,
         "scale_attn_by_inverse_layer_idx": False,
         "tie_word_embeddings": True,
+        "add_cross_attention": False,
     }
     for key, value in expected.items():
         if hf.get(key, value) != value:
-            raise RunError(f"config.json: {key} {hf[key]!r} is not supported (only {value!r})")
-    try:
-        return ModelConfig.model_validate(
-            {
-                "vocab_size": hf["vocab_size"],
-                "n_ctx": hf["n_positions"],
-                "d_model": hf["n_embd"],
-                "n_layers": hf["n_layer"],
-                "n_heads": hf["n_head"],
-                "d_ff": hf.get("n_inner") or 4 * int(hf["n_embd"]),  # type: ignore[call-overload]
-                "ln_eps": hf.get("layer_norm_epsilon", 1e-5),
-            }
+            raise RunError(f"{where}: {key} {hf[key]!r} is not supported (only {value!r})")
+    sizes = {field: _positive_size(hf, field, where) for field in SIZE_FIELDS}
+    width, heads, layers = sizes["n_embd"], sizes["n_head"], sizes["n_layer"]
+    d_ff = 4 * width if hf.get("n_inner") is None else _positive_size(hf, "n_inner", where)
+    if width % heads:
+        raise RunError(f"{where}: n_head {heads} does not divide n_embd {width}")
+    if layers > MAX_LAYERS:
+        raise RunError(f"{where}: n_layer {layers}: at most {MAX_LAYERS} layers are read")
+    config = ModelConfig(
+        vocab_size=sizes["vocab_size"],
+        n_ctx=sizes["n_positions"],
+        d_model=width,
+        n_layers=layers,
+        n_heads=heads,
+        d_ff=d_ff,
+        ln_eps=_epsilon(hf, where),
+    )
+    if (count := parameter_count(config)) > MAX_PARAMETERS:
+        raise RunError(
+            f"{where}: these sizes make {count:,} parameters; import reads models of at most "
+            f"{MAX_PARAMETERS:,}"
         )
-    except (KeyError, TypeError, ValueError) as e:  # pydantic's ValidationError is a ValueError
-        raise RunError(f"config.json: not a GPT-2 config this model can run ({e})") from None
+    if layers * config.n_ctx**2 > MAX_MASK_BYTES:
+        raise RunError(
+            f"{where}: n_positions {config.n_ctx} with {layers} layers needs "
+            f"{layers * config.n_ctx**2 / 2**30:.1f} GiB of attention masks; at most "
+            f"{MAX_MASK_BYTES >> 30} GiB"
+        )
+    return config
+
+
+def _positive_size(hf: dict[str, object], field: str, where: str) -> int:
+    value = hf.get(field)
+    if value is None:
+        raise RunError(f"{where}: no `{field}` (a GPT-2 config needs {', '.join(SIZE_FIELDS)})")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RunError(
+            f"{where}: not a GPT-2 config this model can run ({field} {value!r} is not a "
+            "positive whole number)"
+        )
+    return value
+
+
+def _epsilon(hf: dict[str, object], where: str) -> float:
+    value = hf.get("layer_norm_epsilon", 1e-5)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1:
+        raise RunError(f"{where}: layer_norm_epsilon {value!r} is not a number in (0, 1)")
+    return float(value)
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    """Weights of a model of this shape (tied unembedding counted once)."""
+    d, f = cfg.d_model, cfg.d_ff
+    per_layer = 4 * d * d + 2 * d * f + 9 * d + f  # 2 LayerNorms, attention, MLP, with biases
+    return (cfg.vocab_size + cfg.n_ctx + 2) * d + cfg.n_layers * per_layer
+
+
+@functools.lru_cache(maxsize=4)  # asked for every checkpoint of a series, of one config
+def hf_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a Hugging Face directory of this config holds, with its shape: our model's
+    state dict renamed, built on the meta device so nothing is allocated."""
+    with torch.device("meta"):
+        state = Transformer(cfg).state_dict()
+    return {name: tuple(t.shape) for name, t in hf_state_dict(state, cfg.n_layers).items()}
+
+
+def check_weights_header(path: Path, cfg: ModelConfig) -> None:
+    """Refuse a weights file whose header disagrees with `cfg`: a tensor missing, unknown,
+    of another shape, or not floating point. Reads the header only."""
+    expected = hf_shapes(cfg)
+    header = safetensors_header(path)
+    for name, entry in header.items():
+        ignored = IGNORED_BUFFER.fullmatch(name)
+        if ignored and int(ignored.group(1)) < cfg.n_layers:
+            continue
+        want = expected.get(name, expected["transformer.wte.weight"] if name == HEAD else None)
+        if want is None:
+            raise RunError(f"{path}: tensor `{name}` is not part of a GPT-2 model of this config")
+        if entry.shape != want:
+            raise RunError(
+                f"{path}: tensor `{name}` has shape {list(entry.shape)}; config.json implies "
+                f"{list(want)}"
+            )
+        if entry.dtype not in FLOAT_DTYPES:
+            raise RunError(
+                f"{path}: tensor `{name}` is {entry.dtype}; weights must be floating point "
+                f"({', '.join(FLOAT_DTYPES)})"
+            )
+    missing = next((name for name in expected if name not in header), None)
+    if missing is not None:
+        raise RunError(f"{path}: no tensor `{missing}` (config.json implies it)")
+
+
+HEAD = "lm_head.weight"
 
 
 def our_state_dict(tensors: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
@@ -155,118 +277,39 @@ def our_state_dict(tensors: dict[str, torch.Tensor], n_layers: int) -> dict[str,
                 ).contiguous()
     except KeyError as e:
         raise RunError(f"model.safetensors: no tensor {e}") from None
-    head = tensors.get("lm_head.weight")
+    head = tensors.get(HEAD)
     if head is not None and not torch.equal(head, state["embed.weight"]):
         raise RunError("model.safetensors: lm_head.weight is not tied to transformer.wte.weight")
     return state
 
 
-def read_hf(directory: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    """A Hugging Face GPT-2 directory as our config and state dict."""
-    try:
-        hf = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        tensors = load_file(directory / "model.safetensors")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, SafetensorError) as e:
-        raise RunError(f"{directory}: not a readable Hugging Face directory ({e})") from None
+def read_hf_config(directory: Path) -> ModelConfig:
+    """The model config of a Hugging Face GPT-2 directory, checked (config.json only)."""
+    path = directory / "config.json"
+    hf = read_json(path, MAX_CONFIG_BYTES)
     if not isinstance(hf, dict):
-        raise RunError(f"{directory}/config.json: not a JSON object")
-    config = model_config(hf)
-    return config, our_state_dict(tensors, config.n_layers)
+        raise RunError(f"{path}: not a JSON object")
+    return model_config(hf, str(path))
 
 
-def checkpoint_dirs(source: Path) -> dict[int, Path]:
-    """step -> checkpoint directory: `source/checkpoint-STEP/` as `Trainer` names them, or,
-    when `source` is a JSON file, its `{"STEP": "DIR", ...}` (DIR relative to the file)."""
-    if source.is_file() and source.suffix == ".json":
-        return _listed_dirs(source)
-    if not source.is_dir():
-        raise RunError(f"{source}: not a directory of checkpoint-STEP/ folders")
-    found = {
-        int(m.group(1)): path
-        for path in source.iterdir()
-        if (m := CHECKPOINT_DIR.fullmatch(path.name)) and path.is_dir()
-    }
-    if not found:
-        raise RunError(f"{source}: no checkpoint-STEP/ folders")
-    return dict(sorted(found.items()))
-
-
-def _listed_dirs(listing: Path) -> dict[int, Path]:
+def read_hf(directory: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """A Hugging Face GPT-2 directory as our config and (float32) state dict. The weights'
+    header is checked against the config before a tensor is read; weights that are not finite
+    are refused."""
+    config = read_hf_config(directory)
+    path = directory / "model.safetensors"
+    check_weights_header(path, config)
+    wanted = [*hf_shapes(config), HEAD]
     try:
-        data = json.loads(listing.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{listing}: not a JSON list of checkpoints ({e})") from None
-    if not isinstance(data, dict) or not data:
-        raise RunError(f'{listing}: expected {{"STEP": "DIRECTORY", ...}}')
-    found = {}
-    for step, directory in data.items():
-        if not (isinstance(step, str) and step.isdigit() and len(step) <= 12):
-            raise RunError(f"{listing}: `{step}` is not a step (a whole number)")
-        if not isinstance(directory, str):
-            raise RunError(f"{listing}: step {step}: the directory must be a string")
-        path = listing.parent / directory
-        if not path.is_dir():
-            raise RunError(f"{listing}: step {step}: {path} is not a directory")
-        found[int(step)] = path
-    return dict(sorted(found.items()))
-
-
-def import_series(
-    source: Path, out: Path, data: Path | None = None, task: Path | None = None
-) -> list[int]:
-    """Write the series in `source` as a run directory `out`; returns the steps.
-
-    The run's task is either the stream-KV benchmark whose splits are in `data` (copied) or a
-    task file directory `task` (checked and converted, see `runner.task.taskfile`). The run's
-    config.json holds the model's shape and the last step; its training fields are defaults
-    (checkpoints do not record them).
-    """
-    from runner.task.taskfile import write_task_data
-
-    if (data is None) == (task is None):
-        raise RunError("import needs exactly one of --data (a stream-KV dataset) or --task")
-    if config_path(out).exists():
-        raise RunError(f"{out} already holds a run; import into a new directory")
-    series = checkpoint_dirs(source)
-    manifest = dataset.load_manifest(data) if data is not None else None  # clear error if none
-    loaded = {step: read_hf(path) for step, path in series.items()}
-    shapes = {config for config, _ in loaded.values()}
-    if len(shapes) > 1:
-        raise RunError(f"{source}: the checkpoints have different model configs")
-    (model_config,) = shapes
-    if data is not None and manifest is not None:
-        data_config = dataset.DataConfig.model_validate(manifest["config"])
-        copy_splits(data, manifest, data_dir(out))
-    else:
-        assert task is not None
-        manifest = write_task_data(task, data_dir(out), model_config.n_ctx)
-        vocab_size = manifest["config"]["vocab_size"]
-        if vocab_size > model_config.vocab_size:
-            raise RunError(
-                f"{task}/task.json: vocab_size {vocab_size} is larger than the model's "
-                f"({model_config.vocab_size})"
-            )
-        data_config = dataset.DataConfig()
-    config = TrainConfig(name=out.name, model=model_config, steps=max(series), data=data_config)
-    meta = {"config_hash": config.content_hash(), "data_hash": manifest["data_hash"]}
-    for step, (_, state) in loaded.items():
-        model = Transformer(model_config)
-        model.load_state_dict(state)
-        imported = {"imported_from": f"{series[step].name}/model.safetensors"}
-        checkpoints.save_checkpoint(out, step, model, {**meta, **imported})
-    write_signature(out, config, manifest)
-    # config.json last: it marks a whole run (an interrupted import can be run again)
-    atomic_write_text(config_path(out), config.model_dump_json(indent=2) + "\n")
-    return list(series)
-
-
-def copy_splits(data: Path, manifest: dict[str, Any], into: Path) -> None:
-    """The manifest and the split files it names (regular files only; hashes are checked when
-    a split is read)."""
-    names = ["dataset.json", *(f"{split}.safetensors" for split in manifest["sha256"])]
-    into.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        source = data / name
-        if not source.is_file():  # a FIFO or device would block or never end
-            raise RunError(f"{source}: not a regular file")
-        shutil.copyfile(source, into / name)
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            tensors = {n: f.get_tensor(n).to(torch.float32) for n in wanted if n in names}
+    except (OSError, SafetensorError) as e:
+        raise RunError(f"{path}: unreadable safetensors file ({e})") from None
+    bad = next((n for n, t in tensors.items() if not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        raise RunError(f"{path}: tensor `{bad}` holds NaN or Inf values")
+    try:
+        return config, our_state_dict(tensors, config.n_layers)
+    except RunError as e:
+        raise RunError(f"{directory}/{e}") from None

@@ -14,19 +14,24 @@ role names a position (a single role) or a list of positions (a set role) in tha
 is `docs/task.schema.json` (`task_schema()`; a test keeps the committed copy current).
 
 Every error names the file and, for a split file, the line: a role outside the sequence, an
-undeclared role, a token outside the vocabulary, a sequence longer than the model's context.
+undeclared role, a token outside the vocabulary or a target outside the answer tokens, a
+sequence longer than the model's context, `true` where a token or position belongs (JSON's
+booleans are not numbers here). Sizes are bounded before anything is allocated: a split file's
+bytes and lines, its sequences and examples, and the arrays they make; and the whole task is
+read and checked before a byte is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import stat
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from hypodsl.errors import UserError
 from hypodsl.jsonfile import first_wrong_field, read_json, validated
@@ -34,9 +39,14 @@ from hypodsl.parser import reserved_words
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.kv.dataset import read_table_arrays
 from runner.kv.roles import ReadTable
+from runner.safe_files import regular_file_size
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MAX_SEQUENCES = 1_000_000
+MAX_EXAMPLES = 2_000_000
+MAX_SPLIT_BYTES = 512 * 1024 * 1024
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_CELLS = 1 << 28  # of the token array (int64, 2 GiB) and of each set role's (bool)
 
 
 class TaskError(UserError):
@@ -49,8 +59,8 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=NAME, description="the task's name")
-    vocab_size: int = Field(ge=2, le=10_000_000, description="tokens are 0 .. vocab_size - 1")
-    pad: int = Field(0, ge=0, description="the token that pads shorter sequences")
+    vocab_size: StrictInt = Field(ge=2, le=10_000_000, description="tokens are 0 .. vocab_size - 1")
+    pad: StrictInt = Field(0, ge=0, description="the token that pads shorter sequences")
     token_names: list[str] | None = Field(None, description="a name per token (default: ids)")
     roles: list[str] = Field(
         default_factory=list, description="roles that name one position in every example"
@@ -58,7 +68,7 @@ class TaskSpec(BaseModel):
     set_roles: list[str] = Field(
         default_factory=list, description="roles that name a set of positions (maybe empty)"
     )
-    answer_tokens: tuple[int, int] | None = Field(
+    answer_tokens: tuple[StrictInt, StrictInt] | None = Field(
         None, description="(first token, count) an answer can be (default: the whole vocabulary)"
     )
     splits: list[str] = Field(min_length=1, description="split names; SPLIT.jsonl holds each")
@@ -69,9 +79,9 @@ class Example(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    position: int = Field(ge=0, description="the position whose next-token logits are scored")
-    target: int = Field(ge=0, description="the token the model should predict there")
-    roles: dict[str, int | list[int]] = Field(
+    position: StrictInt = Field(ge=0, description="the position whose next-token logits are scored")
+    target: StrictInt = Field(ge=0, description="the token the model should predict there")
+    roles: dict[str, StrictInt | list[StrictInt]] = Field(
         default_factory=dict, description="role name -> position (single) or positions (set)"
     )
 
@@ -81,7 +91,7 @@ class SequenceLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tokens: list[int] = Field(min_length=1)
+    tokens: list[StrictInt] = Field(min_length=1)
     examples: list[Example] = Field(default_factory=list)
 
 
@@ -100,7 +110,7 @@ def task_schema() -> dict[str, Any]:
 
 def read_spec(task_dir: Path) -> TaskSpec:
     path = task_dir / "task.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise TaskError(f"{task_dir}: not a task directory (no task.json)")
     spec: TaskSpec = validated(path, TaskSpec, read_json(path))
     names = ["answer", *spec.roles, *spec.set_roles]
@@ -116,6 +126,8 @@ def read_spec(task_dir: Path) -> TaskSpec:
     for split in spec.splits:
         if not _is_name(split) or split in reserved_words():
             raise TaskError(f"{path}: split `{split}` is not a name a spec can use")
+        if spec.splits.count(split) > 1:
+            raise TaskError(f"{path}: split `{split}` is listed twice")
     if spec.pad >= spec.vocab_size:
         raise TaskError(f"{path}: pad {spec.pad} is outside the vocabulary ({spec.vocab_size})")
     if spec.token_names is not None and len(spec.token_names) != spec.vocab_size:
@@ -136,27 +148,31 @@ def _is_name(text: str) -> bool:
 def read_split(task_dir: Path, spec: TaskSpec, split: str, n_ctx: int) -> dict[str, np.ndarray]:
     """A split file as the arrays of a split file (tokens, lengths, read table)."""
     path = task_dir / f"{split}.jsonl"
-    try:
-        info = path.stat()
-    except OSError:
-        raise TaskError(f"{path}: missing (task.json lists split `{split}`)") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise TaskError(f"{path}: not a regular file")
+    if not os.path.lexists(path):
+        raise TaskError(f"{path}: missing (task.json lists split `{split}`)")
+    if regular_file_size(path, "split file") > MAX_SPLIT_BYTES:
+        raise TaskError(f"{path}: larger than {MAX_SPLIT_BYTES >> 20} MiB")
     sequences: list[list[int]] = []
     rows: list[tuple[int, Example]] = []
     with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
+        for number, raw in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise TaskError(f"{path}:{number}: a line longer than {MAX_LINE_BYTES >> 20} MiB")
             if not raw.strip():
                 continue
             line = _parse_line(path, number, raw)
             _check_line(path, number, line, spec, n_ctx)
             rows += [(len(sequences), ex) for ex in line.examples]
             sequences.append(line.tokens)
-            if len(sequences) > MAX_SEQUENCES:
-                raise TaskError(f"{path}: more than {MAX_SEQUENCES:,} sequences")
+            if len(sequences) > MAX_SEQUENCES or len(rows) > MAX_EXAMPLES:
+                raise TaskError(
+                    f"{path}:{number}: more than {MAX_SEQUENCES:,} sequences or "
+                    f"{MAX_EXAMPLES:,} examples"
+                )
     if not rows:
         raise TaskError(f"{path}: no examples")
     max_len = max(len(s) for s in sequences)
+    _check_array_sizes(path, len(sequences), len(rows), max_len, spec)
     tokens = np.full((len(sequences), max_len), spec.pad, dtype=np.int64)
     for i, seq in enumerate(sequences):
         tokens[i, : len(seq)] = seq
@@ -168,11 +184,26 @@ def read_split(task_dir: Path, spec: TaskSpec, split: str, n_ctx: int) -> dict[s
     }
 
 
+def _check_array_sizes(path: Path, sequences: int, rows: int, max_len: int, spec: TaskSpec) -> None:
+    """Refuse a split whose arrays (sequences x longest, examples x longest per set role)
+    would be too large to hold, before they are allocated."""
+    for what, count in (("sequences", sequences), ("examples", rows if spec.set_roles else 0)):
+        if count * max_len > MAX_CELLS:
+            raise TaskError(
+                f"{path}: {count:,} {what} padded to {max_len} positions is more than "
+                f"{MAX_CELLS:,} cells; split the file or shorten its longest sequence"
+            )
+
+
 def _parse_line(path: Path, number: int, raw: bytes) -> SequenceLine:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise TaskError(f"{path}:{number}: not a JSON object ({e})") from None
+    except RecursionError:
+        raise TaskError(
+            f"{path}:{number}: JSON nested too deeply (a line is one flat object)"
+        ) from None
     try:
         return SequenceLine.model_validate(data)
     except ValidationError as e:
@@ -195,6 +226,13 @@ def _check_line(path: Path, number: int, line: SequenceLine, spec: TaskSpec, n_c
             )
         if ex.target >= spec.vocab_size:
             raise TaskError(f"{at}: target {ex.target} is outside the vocabulary")
+        if spec.answer_tokens is not None:
+            first, count = spec.answer_tokens
+            if not first <= ex.target < first + count:
+                raise TaskError(
+                    f"{at}: target {ex.target} is not an answer token (task.json's "
+                    f"answer_tokens: {first} .. {first + count - 1})"
+                )
         for role, value in ex.roles.items():
             if role not in spec.roles and role not in spec.set_roles:
                 declared = ", ".join([*spec.roles, *spec.set_roles]) or "none"
@@ -233,16 +271,36 @@ def _read_table(rows: list[tuple[int, Example]], spec: TaskSpec, max_len: int) -
     )
 
 
-def write_task_data(task_dir: Path, out: Path, n_ctx: int) -> dict[str, Any]:
-    """Check the task in `task_dir` and write it to `out` as split files + dataset.json
-    (the layout `runner.kv.dataset.load_split` reads); returns the manifest."""
+@dataclass(frozen=True)
+class LoadedTask:
+    """A task directory read and checked: its spec and every split's arrays."""
+
+    spec: TaskSpec
+    arrays: dict[str, dict[str, np.ndarray]]
+
+
+def load_task(task_dir: Path, n_ctx: int, vocab_size: int | None = None) -> LoadedTask:
+    """Read and check the task in `task_dir` for a model of context `n_ctx` and (when given)
+    vocabulary `vocab_size`; nothing is written."""
+    spec = read_spec(task_dir)
+    if vocab_size is not None and spec.vocab_size > vocab_size:
+        raise TaskError(
+            f"{task_dir / 'task.json'}: vocab_size {spec.vocab_size} is larger than the "
+            f"model's ({vocab_size})"
+        )
+    arrays = {split: read_split(task_dir, spec, split, n_ctx) for split in spec.splits}
+    return LoadedTask(spec, arrays)
+
+
+def write_task(task: LoadedTask, out: Path) -> dict[str, Any]:
+    """Write a loaded task to `out` as split files + dataset.json (the layout
+    `runner.kv.dataset.load_split` reads); returns the manifest."""
     from safetensors.numpy import save
 
-    spec = read_spec(task_dir)
-    arrays = {split: read_split(task_dir, spec, split, n_ctx) for split in spec.splits}
+    spec = task.spec
     out.mkdir(parents=True, exist_ok=True)
     hashes = {}
-    for split, tensors in arrays.items():
+    for split, tensors in task.arrays.items():
         blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()})
         atomic_write_bytes(out / f"{split}.safetensors", blob)
         hashes[split] = hashlib.sha256(blob).hexdigest()
@@ -250,7 +308,7 @@ def write_task_data(task_dir: Path, out: Path, n_ctx: int) -> dict[str, Any]:
     manifest = {
         "benchmark": f"task:{spec.name}",
         "config": spec.model_dump(mode="json"),
-        "splits": {s: len(arrays[s]["tokens"]) for s in spec.splits},
+        "splits": {s: len(task.arrays[s]["tokens"]) for s in spec.splits},
         "sha256": hashes,
         "data_hash": hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(),
         "roles": ["answer", *spec.roles],
@@ -260,6 +318,11 @@ def write_task_data(task_dir: Path, out: Path, n_ctx: int) -> dict[str, Any]:
     }
     atomic_write_text(out / "dataset.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def write_task_data(task_dir: Path, out: Path, n_ctx: int) -> dict[str, Any]:
+    """Check the task in `task_dir` and write it to `out` (`load_task`, then `write_task`)."""
+    return write_task(load_task(task_dir, n_ctx), out)
 
 
 if __name__ == "__main__":  # python -m runner.task.taskfile > docs/task.schema.json

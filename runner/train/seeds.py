@@ -15,7 +15,7 @@ import torch
 from runner.kv import dataset
 from runner.model.checkpoints import list_steps
 from runner.model.configs import TrainConfig
-from runner.model.hf_gpt2 import copy_splits
+from runner.model.hf_import import copy_splits
 from runner.model.rundir import data_dir
 
 

@@ -203,7 +203,7 @@ def test_bad_task_imports_exit_2_with_one_line(tiny_run: Path, tmp_path, capsys)
 
 
 def test_a_series_can_be_listed_in_a_json_file(tiny_run: Path, tmp_path):
-    from runner.model.hf_gpt2 import checkpoint_dirs
+    from runner.model.hf_import import checkpoint_dirs
 
     series = tmp_path / "hf"
     assert main(["export", str(tiny_run), "--step", "all", "--to", "hf", str(series)]) == 0
