@@ -21,6 +21,7 @@ from hypodsl.cli_common import (
     SpecError,
     UsageError,
     bounded_int,
+    check_output_file,
     console,
     ensure_writable_dir,
     err_console,
@@ -28,7 +29,8 @@ from hypodsl.cli_common import (
     read_spec,
     set_threads,
 )
-from hypodsl.errors import HypError, UserError, format_error, printable
+from hypodsl.errors import HypError, UserError, format_error
+from hypodsl.escape import for_terminal
 from hypodsl.jsonfile import load_signature
 from hypodsl.parser import parse
 
@@ -52,7 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             err_console.print(str(e), markup=False)
             failed += 1
             continue
-        console.print(f"{spec}: ok ({len(plan.claims)} claims)")
+        console.print(f"{for_terminal(spec)}: ok ({len(plan.claims)} claims)")
     return 2 if failed else 0
 
 
@@ -87,7 +89,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             if not args.check:
                 _write_atomically(path, formatted)
     for name in changed:
-        console.print(f"{'would reformat' if args.check else 'reformatted'} {name}")
+        console.print(f"{'would reformat' if args.check else 'reformatted'} {for_terminal(name)}")
     if failed:
         return 2
     return 1 if args.check and changed else 0
@@ -128,7 +130,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from runner.stats.results import StudyResult
 
     if args.out:
-        ensure_writable_dir(Path(args.out).parent, "--out")
+        check_output_file(Path(args.out), "--out")
     text = json.dumps(StudyResult.model_json_schema(), indent=2) + "\n"
     if args.out:
         from runner.atomic import atomic_write_text
@@ -148,11 +150,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if not changes:
         console.print("no claim changed")
         return 0
-    table = Table(title=f"{args.old} -> {args.new}", title_justify="left")
+    table = Table(title=for_terminal(f"{args.old} -> {args.new}"), title_justify="left")
     for column in ("claim", "change", "old", "new"):
         table.add_column(column, overflow="fold")
     for c in changes:
-        table.add_row(c.claim, c.kind, c.old, c.new)
+        table.add_row(*(for_terminal(x) for x in (c.claim, c.kind, c.old, c.new)))
     console.print(table)
     return 1 if any(c.kind != "estimate" for c in changes) else 0
 
@@ -162,7 +164,9 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 
     root = Path(args.cache_dir) if args.cache_dir else default_dir()
     removed = MeasurementCache(root).clear()
-    console.print(f"removed {removed} cached measurements from {root}", soft_wrap=True)
+    console.print(
+        f"removed {removed} cached measurements from {for_terminal(root)}", soft_wrap=True
+    )
     return 0
 
 
@@ -173,7 +177,8 @@ def cmd_cache_info(args: argparse.Namespace) -> int:
     entries = MeasurementCache(root).entries()
     size = sum(e.stat().st_size for e in entries)
     console.print(
-        f"{root}: {len(entries)} cached measurements, {size / 1e6:.1f} MB", soft_wrap=True
+        f"{for_terminal(root)}: {len(entries)} cached measurements, {size / 1e6:.1f} MB",
+        soft_wrap=True,
     )
     return 0
 
@@ -254,23 +259,30 @@ def _train_seeds(args: argparse.Namespace, config: Any, device: str) -> int:
     done = len(args.seeds) - len(todo)
     console.print(
         f"{len(todo)} seeds trained ({done} already were) in {time.perf_counter() - started:.0f} s"
-        f" into {out}/seed-S"
+        f" into {for_terminal(out)}/seed-S"
     )
     return 0
 
 
+MAX_SEEDS = 1000
+
+
 def _seed_range(text: str) -> list[int]:
-    """`0..9` or `0,3,5` -> the seeds."""
+    """`0..9` or `0,3,5` -> the seeds (counted before a list of them is built)."""
     try:
         if ".." in text:
             low, high = (int(x) for x in text.split(".."))
-            seeds = list(range(low, high + 1))
+            count = high - low + 1
+            seeds = list(range(low, high + 1)) if 0 < count <= MAX_SEEDS else []
         else:
-            seeds = [int(x) for x in text.split(",")]
+            parts = text.split(",")
+            seeds = [int(x) for x in parts] if len(parts) <= MAX_SEEDS else []
     except ValueError:
         raise argparse.ArgumentTypeError(f"`{text}`: expected A..B or A,B,C") from None
-    if not seeds or min(seeds) < 0 or len(seeds) > 1000 or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"`{text}`: expected 1 to 1000 distinct seeds >= 0")
+    if not seeds or min(seeds) < 0 or max(seeds) > SEED_MAX or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            f"`{text}`: expected 1 to {MAX_SEEDS} distinct seeds in 0..{SEED_MAX}"
+        )
     return seeds
 
 
@@ -290,14 +302,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.step == "all":
         check_export_target(out, steps, args.force)
         written = export_run(run_dir, None, out)
-        console.print(f"{len(written)} checkpoints written to {out}/checkpoint-STEP/")
+        console.print(f"{len(written)} checkpoints written to {for_terminal(out)}/checkpoint-STEP/")
         return 0
     step = steps[-1] if args.step == "final" else int(args.step)
     if step not in steps:
         raise UsageError(f"--step {step}: {run_dir} has no checkpoint there")
     check_export_target(out, None, args.force)
     export_step(run_dir, step, out)
-    console.print(f"step {step} written to {out} (config.json, model.safetensors)")
+    console.print(f"step {step} written to {for_terminal(out)} (config.json, model.safetensors)")
     return 0
 
 
@@ -316,7 +328,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             if not any(path.iterdir()):
                 path.rmdir()
         raise
-    console.print(f"{len(steps)} checkpoints ({steps[0]} .. {steps[-1]}) imported into {out}")
+    console.print(
+        f"{len(steps)} checkpoints ({steps[0]} .. {steps[-1]}) imported into {for_terminal(out)}"
+    )
     return 0
 
 
@@ -334,7 +348,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.report:
         ensure_writable_dir(Path(args.report), "--report")
     result = sweep(Path(args.run), width=args.width, grid=args.grid)
-    table = Table(title=f"{result.run}: answer accuracy, {len(result.steps)} checkpoints")
+    table = Table(
+        title=f"{for_terminal(result.run)}: answer accuracy, {len(result.steps)} checkpoints"
+    )
     for column in ("split", "final", f"best {result.width}-step window", "gain", "trigger"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for row in summary_rows(result):
@@ -345,20 +361,30 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     console.print(table)
     console.print("suggested windows (specs decide):")
     for line in suggested_lines(result):
-        console.print("  " + line, markup=False, soft_wrap=True)
+        console.print("  " + for_terminal(line), soft_wrap=True)
     if args.report:
-        console.print(f"report: {write_report(result, Path(args.report))}", soft_wrap=True)
+        report = write_report(result, Path(args.report))
+        console.print(f"report: {for_terminal(report)}", soft_wrap=True)
     return 0
 
 
 THREADS = bounded_int(1, 1024)
 JOBS = bounded_int(1, 256)
-SEED = bounded_int(0, 2**63 - 1)
+SEED_MAX = 2**63 - 1
+SEED = bounded_int(0, SEED_MAX)
 TRAIN_SIZE = bounded_int(1, 10**8)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors quote the arguments given; they are printed with control characters
+    escaped. Subcommands' parsers are of the same class."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        super()._print_message(for_terminal(message), file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hypo", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hypo", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hypodsl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -553,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted")
         return 130
     except (UserError, FileNotFoundError) as e:
-        err_console.print(f"error: {printable(str(e))}")
+        err_console.print(f"error: {for_terminal(e)}")
         return 2
 
 

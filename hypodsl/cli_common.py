@@ -79,6 +79,7 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 
 def ensure_writable_dir(path: Path, flag: str) -> None:
     """Create `path` if needed and prove a file can be written there, before any work."""
+    _refuse_system_path(path, flag)
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".hypo-write-check.")
@@ -86,3 +87,21 @@ def ensure_writable_dir(path: Path, flag: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise UsageError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """`path` may receive a file: not a directory or a device (a rename onto /dev/null, run as
+    root, would replace the device), in a folder that can be created and written."""
+    _refuse_system_path(path, flag)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory; name a file, e.g. {path / 'out.json'}")
+    if os.path.lexists(path) and not path.is_file():
+        raise UsageError(f"{flag} {path}: exists and is not a regular file; name a new file")
+    ensure_writable_dir(path.parent, flag)
+
+
+def _refuse_system_path(path: Path, flag: str) -> None:
+    from runner.safe_files import SYSTEM_ROOTS
+
+    if (os.path.realpath(path) + "/").startswith(SYSTEM_ROOTS):
+        raise UsageError(f"{flag} {path}: lies under /dev, /proc or /sys; name an ordinary place")

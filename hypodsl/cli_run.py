@@ -25,7 +25,7 @@ from hypodsl.cli_common import (
     read_spec,
     set_threads,
 )
-from hypodsl.errors import printable
+from hypodsl.escape import for_terminal
 from hypodsl.plan import Plan
 
 if TYPE_CHECKING:
@@ -40,9 +40,9 @@ def _run_dirs(run: str | None, spec: Path, plan: Plan) -> list[Path]:
     if plan.run is not None:
         return [Path(plan.run.path)]
     if plan.runs is not None:
-        from runner.engine.study import matrix_runs
+        from runner.engine.run_globs import matching_runs
 
-        return matrix_runs(plan, Path.cwd())
+        return matching_runs(plan, Path.cwd())
     raise UsageError(f"{spec}: the spec declares no `run` or `runs`; pass --run RUN_DIR")
 
 
@@ -122,7 +122,8 @@ def run_specs(args: argparse.Namespace) -> int:
         try:
             plan, run_dirs = compile_for_run(spec, args.run)
         except (SpecError, UsageError) as e:
-            err_console.print(str(e) if isinstance(e, SpecError) else f"error: {printable(str(e))}")
+            message = str(e) if isinstance(e, SpecError) else f"error: {for_terminal(e)}"
+            err_console.print(message)
             failed += 1
             continue
         if run_dirs:
@@ -140,17 +141,20 @@ def run_specs(args: argparse.Namespace) -> int:
         regressions += _gate(spec, result, baseline, args.update_baseline)
     if baseline is not None and args.update_baseline:
         baseline.save(Path(args.baseline))
-        console.print(f"baseline: recorded {len(compiled)} spec(s) in {args.baseline}")
+        console.print(
+            f"baseline: recorded {len(compiled)} spec(s) in {for_terminal(args.baseline)}"
+        )
     if unmet:
-        err_console.print(f"verdicts differ from `expect`: {', '.join(unmet)}")
+        err_console.print(f"verdicts differ from `expect`: {for_terminal(', '.join(unmet))}")
         return 1
     if regressions:
         from runner.report.terminal import gate_table
 
         console.print(gate_table(regressions))
-        err_console.print(
-            f"{len(regressions)} claim(s) regressed: {', '.join(c.claim for c in regressions)}"
-        )
+        for status, said in (("regression", "regressed"), ("not evaluable", "not evaluable")):
+            names = [c.claim for c in regressions if c.status == status]
+            if names:
+                err_console.print(f"{len(names)} claim(s) {said}: {', '.join(names)}")
         return 1
     return 0
 
@@ -191,14 +195,15 @@ def _run_one(
     )
     if args.report:
         written = write_reports(result, Path(args.report), spec.stem, spec, figures)
-        console.print(f"report: {written.markdown} ({len(written.figures)} figures)")
+        shown = for_terminal(written.markdown)
+        console.print(f"report: {shown} ({len(written.figures)} figures)")
     return result
 
 
 def _gate(spec: Path, result: StudyResult, baseline: Baseline, update: bool) -> list[Check]:
     """Regressions of one spec against the baseline; with `update`, the baseline is rewritten
     instead, and only a claim that misses its own `expect` still fails."""
-    from runner.report.gate import check_study
+    from runner.report.gate import FAILING, check_study
 
     checks = check_study(spec.stem, result, baseline)
     for c in checks:
@@ -208,9 +213,10 @@ def _gate(spec: Path, result: StudyResult, baseline: Baseline, update: bool) -> 
         console.print(_notice(f"{name}: in the baseline, no longer in {spec}"))
     if update:
         baseline.record(spec.stem, result)
-        return [c for c in checks if c.status == "regression" and c.source == "expect"]
-    return [c for c in checks if c.status == "regression"]
+        missed = [c for c in checks if c.status == "regression" and c.source == "expect"]
+        return missed + [c for c in checks if c.status == "not evaluable"]
+    return [c for c in checks if c.status in FAILING]
 
 
 def _notice(message: str) -> Text:
-    return Text.assemble(("notice", "blue"), f": {printable(message)}")
+    return Text.assemble(("notice", "blue"), f": {for_terminal(message)}")

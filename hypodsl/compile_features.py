@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from typing import Any
 
 from hypodsl import plan as p
 from hypodsl import syntax as s
 from hypodsl.errors import SourcePosition, suggest
-from hypodsl.quantities import SCORES, SELECT_QUANTITIES
+from hypodsl.quantities import QUANTITIES, SCORES, SELECT_QUANTITIES
 
 
 class FeatureChecks:
@@ -38,6 +39,9 @@ class FeatureChecks:
         raise NotImplementedError
 
     def check_layer(self, layer: int, pos: SourcePosition) -> None:
+        raise NotImplementedError
+
+    def check_role(self, name: s.Name) -> None:
         raise NotImplementedError
 
     def source_text(self, pos: SourcePosition) -> str:
@@ -122,6 +126,22 @@ class FeatureChecks:
         if isinstance(st.units, s.Mlp):
             self.check_layer(st.units.layer, st.units.pos)
             return "neurons", {"layer": st.units.layer}
+        if isinstance(st.units, s.HeadUnits):
+            if st.top != 1 or st.by is None:
+                self.error(
+                    "a heads selection binds one head per run (a role): write `top 1 by QUANTITY`",
+                    st.pos,
+                )
+            if st.units.layer is None:
+                return "heads", {"layer": None}
+            found = re.fullmatch(r"L([0-9]+)", st.units.layer.text)
+            if found is None:
+                self.error(
+                    "write `L1 heads` (a layer's heads) or `heads` (every layer's)", st.units.pos
+                )
+                return "heads", {"layer": None}
+            self.check_layer(int(found[1]), st.units.layer.pos)
+            return "heads", {"layer": int(found[1])}
         kind = self.lookup(st.units, "basis", "family")
         if kind == "family":
             family = self.scope.families.get(st.units.text)
@@ -133,13 +153,14 @@ class FeatureChecks:
         allowed = SELECT_QUANTITIES[unit]
         name = call.name.text
         if name not in allowed:
-            what = "neurons" if unit == "neurons" else "features"
             self.error(
-                f"`{name}` cannot choose {what}; use {', '.join(f'`{a}`' for a in allowed)}",
+                f"`{name}` cannot choose {unit}; use {', '.join(f'`{a}`' for a in allowed)}",
                 call.pos,
             )
             return None
         features = None
+        if unit == "heads":
+            return self._head_criterion(call, op, value)
         if name == "drive":
             args = call.args or ()
             if len(args) != 1 or args[0].keyword is not None:
@@ -151,6 +172,24 @@ class FeatureChecks:
         elif call.args is not None:
             self.error(f"`{name}` takes no arguments in a `select`", call.pos)
         return p.Criterion(quantity=name, features=features, op=op, value=value)
+
+    def _head_criterion(self, call: s.Call, op: Any, value: float) -> p.Criterion | None:
+        """`attention(from=answer, to=match_value)`: a head quantity without its head."""
+        name = call.name.text
+        spec = QUANTITIES[name]
+        roles: dict[str, str] = {}
+        for arg in call.args or ():
+            key = arg.keyword.text if arg.keyword is not None else None
+            if key not in spec.roles or not isinstance(arg.value, s.Name):
+                accepted = ", ".join(f"`{r}=ROLE`" for r in spec.roles) or "no arguments"
+                self.error(f"`{name}` ranks heads by {accepted} here", arg.pos)
+                return None
+            self.check_role(arg.value)
+            roles[key] = arg.value.text
+        for missing in [r for r in spec.required_roles if r not in roles]:
+            self.error(f"`{name}` needs `{missing}=ROLE`", call.pos)
+            return None
+        return p.Criterion(quantity=name, op=op, value=value, roles=roles)
 
     def _select_window(self, st: s.SelectDecl) -> p.RangeWindow:
         if isinstance(st.window, s.Name):
@@ -197,7 +236,9 @@ class FeatureChecks:
             if kind == "selection":
                 sel = self.scope.selections.get(n.text)
                 if sel is not None and sel.unit != "features":
-                    self.error(f"selection `{n.text}` chose neurons; {what} needs features", n.pos)
+                    self.error(
+                        f"selection `{n.text}` chose {sel.unit}; {what} needs features", n.pos
+                    )
                 return p.SelectionNode(name=n.text)
             return None
         self.error(f"{what} takes features (`l2.f27`, `l2[27, 54]` or a family)", n.pos)

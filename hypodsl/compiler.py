@@ -25,7 +25,14 @@ from hypodsl.errors import (
     flatten,
     suggest,
 )
-from hypodsl.quantities import ABLATION_METHODS, GRAM_GROUPS, INTERVENTIONS, QUANTITIES
+from hypodsl.quantities import (
+    ABLATION_METHODS,
+    GRAM_GROUPS,
+    GRAM_NOT_MEASURED,
+    INTERVENTIONS,
+    NOT_MEASURED,
+    QUANTITIES,
+)
 from hypodsl.sources import read_spec_text
 
 # Reads an imported file: (path) -> (text, spec), raising HypError on syntax errors.
@@ -435,7 +442,9 @@ class _Compiler(FeatureChecks):
     def term(self, t: s.Term) -> p.QuantityExpr:
         if t.probe is not None:
             self.lookup(t.probe, "probe")
-        interventions = tuple(x for x in (self.intervention(c) for c in t.interventions) if x)
+        edits = [(c, self.intervention(c)) for c in t.interventions]
+        self.check_interventions(t, edits)
+        interventions = tuple(x for _, x in edits if x)
         fields = self.quantity_args(t.call)
         return p.QuantityExpr(
             name=t.call.name.text,
@@ -444,9 +453,37 @@ class _Compiler(FeatureChecks):
             **fields,
         )
 
+    def check_interventions(self, t: s.Term, edits: list[tuple[s.Call, Any]]) -> None:
+        """Interventions only on quantities measured under them, each component edited once."""
+        if not edits:
+            return
+        name = t.call.name.text
+        spec = QUANTITIES.get(name)
+        if spec is not None and not spec.intervened:
+            measured = ", ".join(f"`{n}`" for n, q in QUANTITIES.items() if q.intervened)
+            self.error(
+                f"`{name}` is not measured under interventions; {measured} are", edits[0][0].pos
+            )
+        seen: set[str] = set()
+        for call, edit in edits:
+            if edit is None:
+                continue
+            target = edit.target.model_dump_json()
+            if target in seen:
+                what = self.source_text(call.args[0].pos) if call.args else "a component"
+                self.error(
+                    f"`{what}` is ablated or patched twice in one term: which edit wins would be "
+                    "arbitrary",
+                    call.pos,
+                )
+            seen.add(target)
+
     def quantity_args(self, c: s.Call) -> dict[str, Any]:
         name = c.name.text
         spec = QUANTITIES.get(name)
+        if spec is None and name in NOT_MEASURED:
+            self.error(f"`{name}` is not measured by this runner: {NOT_MEASURED[name]}", c.name.pos)
+            return {}
         if spec is None:
             self.error(f"unknown quantity `{name}`{suggest(name, QUANTITIES)}", c.name.pos)
             return {}
@@ -481,7 +518,10 @@ class _Compiler(FeatureChecks):
                     self.error(f"`{key}=` takes a role name", arg.pos)
             elif key == "by" and spec.group:
                 group = arg.value.text if isinstance(arg.value, s.Name) else ""
-                if group not in GRAM_GROUPS:
+                if group in GRAM_NOT_MEASURED:
+                    why = GRAM_NOT_MEASURED[group]
+                    self.error(f"`gram(by={group})` is not measured by this runner: {why}", arg.pos)
+                elif group not in GRAM_GROUPS:
                     self.error(f"`by=` takes one of {', '.join(GRAM_GROUPS)}", arg.pos)
                 out["group"] = group
             elif key == "scope" and spec.scope:
@@ -512,6 +552,10 @@ class _Compiler(FeatureChecks):
     def component(self, v: Any, quantity: str) -> Any:
         if isinstance(v, s.Head):
             return self.node(v)
+        if isinstance(v, s.Name) and self.scope.kinds.get(v.text) == "selection":
+            sel = self.scope.selections.get(v.text)
+            if sel is not None and sel.unit == "heads":
+                return p.SelectionNode(name=v.text)
         self.error(f"`{quantity}` takes a head such as `L1.H2` here", v.pos)
         return None
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from hypodsl.escape import for_terminal
+
 
 @dataclass(frozen=True, order=True)
 class SourcePosition:
@@ -64,18 +66,6 @@ class MultipleErrors(HypError):
         return "\n".join(str(e) for e in self.errors)
 
 
-def printable(text: str) -> str:
-    """`text` with control characters written as escapes (`\\x1b`), so that printing a name,
-    title or message taken from user input can neither move the cursor nor recolour the
-    terminal. Newlines and tabs are kept."""
-    return "".join(c if c.isprintable() or c in "\n\t" else _escape(c) for c in text)
-
-
-def _escape(c: str) -> str:
-    code = ord(c)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a large syntax tree or plan is built.
@@ -115,7 +105,7 @@ def format_error(error: HypError, sources: dict[str, str] | None = None) -> str:
     lines = []
     split: dict[str, list[str]] = {}  # each file split once, however many errors it has
     for err in flatten(error):
-        lines.append(printable(str(err)))
+        lines.append(for_terminal(str(err)))
         text = (sources or {}).get(err.pos.uri) if err.pos else None
         if err.pos and text is not None:
             if err.pos.uri not in split:

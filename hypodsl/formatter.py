@@ -202,9 +202,12 @@ def statement_head(st: s.Statement) -> str:
 
 
 def select(st: s.SelectDecl) -> str:
-    units = (
-        f"{node(st.units)} neurons" if isinstance(st.units, s.Mlp) else f"{st.units.text} features"
-    )
+    if isinstance(st.units, s.Mlp):
+        units = f"{node(st.units)} neurons"
+    elif isinstance(st.units, s.HeadUnits):
+        units = "heads" if st.units.layer is None else f"{st.units.layer.text} heads"
+    else:
+        units = f"{st.units.text} features"
     if st.by is not None:
         rule = f"top {st.top} by {call(st.by)}"
     else:

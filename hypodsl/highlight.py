@@ -40,6 +40,7 @@ KEYWORDS = (
     "select",
     "neurons",
     "features",
+    "heads",
     "where",
     "top",
     "by",

@@ -78,6 +78,12 @@ class FeatureRules(Transformer):
     def feature_units(self, meta: Meta, c: list) -> s.Name:
         return self._name(c[0])
 
+    def layer_head_units(self, meta: Meta, c: list) -> s.HeadUnits:
+        return s.HeadUnits(self._p(meta), self._name(c[0]))
+
+    def all_head_units(self, meta: Meta, c: list) -> s.HeadUnits:
+        return s.HeadUnits(self._p(meta), None)
+
     def select_where(self, meta: Meta, c: list) -> tuple[tuple[s.Criterion, ...], None, None]:
         return tuple(c), None, None
 

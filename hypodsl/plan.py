@@ -93,7 +93,8 @@ class ErrorNode(Frozen):
 
 
 class SelectionNode(Frozen):
-    """A `select` declaration, resolved by the engine to the neurons or features it chose."""
+    """A `select` declaration, resolved by the engine to the neurons, features or head it
+    chose."""
 
     kind: Literal["selection"] = "selection"
     name: str
@@ -305,18 +306,21 @@ class BasisRef(Frozen):
 class Criterion(Frozen):
     """One condition of a `select`: a per-unit quantity compared with a number."""
 
-    quantity: str  # drive, activation, active or contribution
+    quantity: str  # drive, activation, active or contribution; attention, qk_gap or ov_copy
     features: PathNode | None = None  # drive(F): the feature score whose drive is measured
+    roles: dict[str, str] = Field(default_factory=dict)  # a head's from / to / contrast
     op: Comparator
     value: float
 
 
 class Selection(Frozen):
-    """Units (an MLP's neurons, or features) chosen on a discovery probe over a window."""
+    """Units (an MLP's neurons, features, or heads) chosen on a discovery probe over a window.
+    A heads selection is a role: it binds one head per run (`top 1`), which then stands wherever
+    a head does."""
 
     name: str
-    unit: Literal["neurons", "features"]
-    layer: int | None = None  # neurons of this layer's MLP
+    unit: Literal["neurons", "features", "heads"]
+    layer: int | None = None  # neurons of this layer's MLP; heads of this layer (None: all)
     basis: str | None = None  # features of this basis
     among: tuple[int, ...] | None = None  # only these features (a family's members)
     criteria: tuple[Criterion, ...] = ()  # all must hold

@@ -6,7 +6,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from hypodsl import plan as p
-from hypodsl.errors import printable
+from hypodsl.escape import for_terminal
 from hypodsl.plan import Plan
 
 
@@ -74,7 +74,7 @@ def plan_tree(plan: Plan) -> Tree:
     hash12 = plan.content_hash()[:12]
     root = Tree(
         Text.assemble(
-            (printable(plan.study), "bold"), f"  ({printable(plan.source)}, plan {hash12})"
+            (for_terminal(plan.study), "bold"), f"  ({for_terminal(plan.source)}, plan {hash12})"
         )
     )
     if plan.run:
@@ -102,7 +102,8 @@ def plan_tree(plan: Plan) -> Tree:
                 branch.add(_text(item), highlight=False)
     claims = root.add(_text("claims"))
     for claim in plan.claims:
-        label = Text.assemble((printable(claim.name), "bold"), f" — {printable(claim.statement)}")
+        statement = for_terminal(claim.statement)
+        label = Text.assemble((for_terminal(claim.name), "bold"), f" — {statement}")
         if claim.pending:
             label.append(" (pending)", style="blue")
         if claim.expect:
@@ -114,4 +115,4 @@ def plan_tree(plan: Plan) -> Tree:
 
 
 def _text(text: str) -> Text:
-    return Text(printable(text))
+    return Text(for_terminal(text))

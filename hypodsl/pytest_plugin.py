@@ -164,7 +164,7 @@ class ClaimItem(pytest.Item):
         self.claim = claim
 
     def runtest(self) -> None:
-        from runner.report.gate import check_claim
+        from runner.report.gate import FAILING, check_claim
 
         if self.claim.pending:
             pytest.skip("Next test: a pending claim is stated, not run")
@@ -175,7 +175,7 @@ class ClaimItem(pytest.Item):
         assert check is not None
         if check.status == "improved":
             warnings.warn(check.message, UserWarning, stacklevel=1)
-        if check.status == "regression":
+        if check.status in FAILING:
             raise ClaimMissed(check, claim)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style=None) -> Any:

@@ -347,12 +347,21 @@ class Criterion(Node):
 
 
 @dataclass(frozen=True)
+class HeadUnits(Node):
+    """`L1 heads` (`layer` names the layer as written) or `heads` (every layer: None)."""
+
+    layer: Name | None
+
+
+@dataclass(frozen=True)
 class SelectDecl(Node):
     """`select sp = L0.mlp neurons where drive(f7) > 0 over 1750 .. 2500 on pick` or
     `select top2 = f7 features top 2 by contribution over early on pick`."""
 
     name: Name
-    units: Mlp | Name  # an MLP's neurons, or the features of a basis or family
+    # an MLP's neurons, the features of a basis or family, or heads: of a layer (`L1 heads`:
+    # the layer's name) or of every layer (`heads`: None)
+    units: Mlp | Name | HeadUnits
     criteria: tuple[Criterion, ...]
     top: int | None
     by: Call | None

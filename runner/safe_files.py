@@ -50,11 +50,16 @@ def read_bounded(
 ) -> bytes:
     """The bytes of a regular file of at most `max_bytes` (checked before reading, and again
     while reading, in case it grew)."""
-    if regular_file_size(path, what, error) > max_bytes:
+    size = regular_file_size(path, what, error)
+    if size > max_bytes:
         raise error(f"{path}: {what} larger than {_in_units(max_bytes)}")
     try:
         with path.open("rb") as f:
-            data = f.read(max_bytes + 1)
+            # read(n) reserves n bytes before reading: ask for what the file holds, then for
+            # what a file that grew since may add, never for the whole bound at once
+            data = f.read(size + 1)
+            if len(data) > size:
+                data += f.read(max_bytes + 1 - len(data))
     except OSError as e:
         raise error(f"{path}: {what} unreadable ({e.strerror or e})") from None
     if len(data) > max_bytes:

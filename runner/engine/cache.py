@@ -10,8 +10,9 @@ One entry is one file, `v2/KE/KEY.entry`: a JSON header line (`key`, `kind`, `n`
 `sha256` of the payload) and the payload (little-endian float64 values, or the error's UTF-8
 text). `get` returns an entry only when its header names its own key, its payload has the
 length and checksum the header states and, for values, it holds one value per read of the
-probe; anything else (a changed byte, a truncated file, a forged entry, a directory in its
-place) is a miss, counted in `rejected`, and the value is measured again. Writes are atomic (a
+probe; anything else (a changed byte, a truncated file, a forged entry, a header nested too
+deep to parse, a directory in its place) is a miss, counted in `rejected`, and the value is
+measured again. No more of a file is read than its header promises. Writes are atomic (a
 temporary file renamed into place), so a run killed mid-way, or two runs sharing the directory,
 leave only complete entries. Entries of earlier formats (`v1/`) are never read.
 """
@@ -113,18 +114,23 @@ def _read_entry(path: Path, key: str) -> np.ndarray | str | None:
         if not path.is_file() or path.is_symlink():
             return None
         with open(path, "rb") as f:
-            header_line = f.readline(MAX_HEADER)
-            payload = f.read()
-        header = json.loads(header_line)
-        if not isinstance(header, dict) or header.get("key") != key:
-            return None
+            header = json.loads(f.readline(MAX_HEADER))
+            if not isinstance(header, dict) or header.get("key") != key:
+                return None
+            n, kind = header.get("n"), header.get("kind")
+            if not isinstance(n, int) or n < 0 or kind not in ("error", "values"):
+                return None
+            most = 8 * n if kind == "values" else 4 * n  # bytes: n float64s, n UTF-8 characters
+            # read(k) reserves k bytes first: never more than the header promises or the file has
+            left = os.fstat(f.fileno()).st_size - f.tell()
+            payload = f.read(min(most, left) + 1)
         if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
             return None
-        if header.get("kind") == "error" and isinstance(header.get("n"), int):
+        if kind == "error":
             text = payload.decode("utf-8")
-            return text if len(text) == header["n"] else None
-        if header.get("kind") == "values" and len(payload) == 8 * header.get("n", -1):
+            return text if len(text) == n else None
+        if len(payload) == 8 * n:
             return np.frombuffer(payload, dtype="<f8").astype(np.float64)
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):  # deep JSON: RecursionError
         pass
     return None

@@ -9,6 +9,11 @@
   of all neurons plus that of c_proj's bias are the drive of the whole MLP.
 - Features of a basis (or a family's members) by `activation`, `active` or `contribution`:
   each feature's mean over the reads, averaged over the window's checkpoints.
+- Heads of a layer, or of every layer, by `attention`, `qk_gap` or `ov_copy` with their roles:
+  each head's mean over the reads (reads where the quantity is undefined left out), averaged
+  over the window's checkpoints. A heads selection is a role: `top 1` binds one head per run,
+  recorded as its index layer · n_heads + head, and the plan's `SelectionNode` becomes that
+  `HeadNode`.
 
 `where` keeps the units meeting every criterion; `top K by Q` the K largest (ties by id). The
 choice is recorded in the results, and the plan is rewritten with the chosen ids before any
@@ -30,7 +35,7 @@ from hypodsl import plan as p
 from runner.engine.cache import MeasurementCache, entry_key
 from runner.features.basis import Basis
 from runner.kv import dataset
-from runner.measure import batched
+from runner.measure import attention, batched
 from runner.measure import features as ft
 from runner.measure.probe import ProbeBatch, clean_run
 from runner.model import checkpoints
@@ -60,7 +65,45 @@ class SelectionContext:
 
 
 def unit_text(sel: p.Selection) -> str:
+    if sel.unit == "heads":
+        return "heads" if sel.layer is None else f"heads of L{sel.layer}"
     return f"neurons of L{sel.layer}.mlp" if sel.unit == "neurons" else f"features of {sel.basis}"
+
+
+def head_name(index: int, n_heads: int) -> str:
+    """`L1.H2` for a heads selection's member index (layer · n_heads + head)."""
+    return f"L{index // n_heads}.H{index % n_heads}"
+
+
+def every_head(n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    """(layer, head) of every head of a model, in index order (layer · n_heads + head)."""
+    return [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+
+
+def head_values(
+    model: Transformer, probe: ProbeBatch, heads: Sequence[tuple[int, int]], c: p.Criterion
+) -> np.ndarray:
+    """[head] each head's mean of a head quantity over the probe's reads (NaN reads left out)."""
+    if c.quantity == "ov_copy":
+        per_read = [attention.ov_copy(model, probe, layer, head) for layer, head in heads]
+    else:
+        hook = "hook_pattern" if c.quantity == "attention" else "hook_attn_scores"
+        layers = sorted({layer for layer, _ in heads})
+        with torch.no_grad():
+            run = clean_run(model, probe, [f"blocks.{layer}.attn.{hook}" for layer in layers])
+        frm, to = c.roles["from"], c.roles["to"]
+        if c.quantity == "attention":
+            per_read = [
+                attention.attention_mass(run, probe, layer, head, frm, to) for layer, head in heads
+            ]
+        else:
+            contrast = c.roles.get("contrast")
+            per_read = [
+                attention.qk_gap(run, probe, layer, head, frm, to, contrast)
+                for layer, head in heads
+            ]
+    values = torch.stack(per_read).double().cpu()
+    return torch.nanmean(values, dim=1).numpy()
 
 
 def window_steps(sel: p.Selection, steps: list[int]) -> list[int]:
@@ -190,7 +233,10 @@ class Selector:
             return result.model_copy(update={"reason": f"failed on {self.ctx.device}: {e}"})
         reason = None if chosen else "no unit meets the criteria"
         kept = tuple(round(v, 12) for v in values)
-        return result.model_copy(update={"members": chosen, "values": kept, "reason": reason})
+        n_heads = self.ctx.config.model.n_heads
+        labels = tuple(head_name(i, n_heads) for i in chosen) if sel.unit == "heads" else ()
+        update = {"members": chosen, "values": kept, "reason": reason, "labels": labels}
+        return result.model_copy(update=update)
 
     def _choose(self, sel: p.Selection, steps: list[int]) -> tuple[tuple[int, ...], list[float]]:
         needed = 2 if sel.unit == "neurons" else 1
@@ -203,6 +249,10 @@ class Selector:
         if sel.among is not None:
             keep[:] = False
             keep[[i for i in sel.among if i < n]] = True
+        if sel.unit == "heads" and sel.layer is not None:  # values of every head: one layer's
+            n_heads = self.ctx.config.model.n_heads
+            keep[:] = False
+            keep[sel.layer * n_heads : (sel.layer + 1) * n_heads] = True
         for c in sel.criteria:
             v = table[self._key(c)]
             keep &= {"<": v < c.value, "<=": v <= c.value, ">": v > c.value, ">=": v >= c.value}[
@@ -220,6 +270,8 @@ class Selector:
         return c.model_dump_json(exclude={"op", "value"})
 
     def _values(self, sel: p.Selection, c: p.Criterion, steps: list[int]) -> np.ndarray:
+        if sel.unit == "heads":
+            return np.mean([self._cached_heads(c, s, sel) for s in steps], axis=0)
         if sel.unit == "neurons":
             assert sel.layer is not None and isinstance(c.features, p.FeatureNode)
             drives = [self._cached(c, pair, sel) for pair in itertools.pairwise(steps)]
@@ -253,6 +305,26 @@ class Selector:
         ctx.cache.put(key, values)
         return values
 
+    def _cached_heads(self, c: p.Criterion, step: int, sel: p.Selection) -> np.ndarray:
+        ctx = self.ctx
+        if step not in ctx.hashes:
+            raise SelectionError(f"checkpoint {step} is unreadable")
+        model_config = ctx.config.model
+        heads = every_head(model_config.n_layers, model_config.n_heads)
+        key = entry_key(
+            checkpoint=ctx.hashes[step], dependencies=[], probe=ctx.probe_hashes[sel.probe],
+            patch_probes={},
+            quantity=json.dumps({"select": "heads", "criterion": self._key(c)}),
+            seed=ctx.seed, device=ctx.device, threads=ctx.threads,
+        )  # fmt: skip
+        hit = ctx.cache.get(key, len(heads))
+        if isinstance(hit, np.ndarray):
+            return hit
+        values = head_values(self.model(step), self.batch(sel.probe), heads, c)
+        self._check_finite(values, c, (step,))
+        ctx.cache.put(key, values)
+        return values
+
     def _entry(
         self, c: p.Criterion, steps: tuple[int, ...], sel: p.Selection, layer: int | None,
         basis: Basis,
@@ -279,8 +351,9 @@ class Selector:
             raise SelectionError(f"`{c.quantity}` is not finite at step {steps[0]}")
 
 
-def resolve(plan: p.Plan, chosen: Mapping[str, SelectionResult]) -> p.Plan:
-    """The plan with every selection that chose units replaced by its ids."""
+def resolve(plan: p.Plan, chosen: Mapping[str, SelectionResult], n_heads: int) -> p.Plan:
+    """The plan with every selection that chose units replaced by its ids (a role by its
+    head)."""
     by_name = {s.name: s for s in plan.selections}
 
     def visit(x: Any) -> Any:
@@ -288,7 +361,10 @@ def resolve(plan: p.Plan, chosen: Mapping[str, SelectionResult]) -> p.Plan:
             if x.get("kind") == "selection" and x.get("name") in chosen:
                 result = chosen[x["name"]]
                 sel = by_name[x["name"]]
-                if result.members:
+                if sel.unit == "heads" and len(result.members) == 1:
+                    (index,) = result.members
+                    return {"kind": "head", "layer": index // n_heads, "head": index % n_heads}
+                if result.members and sel.unit != "heads":
                     if sel.unit == "neurons":
                         return {
                             "kind": "neurons",

@@ -15,7 +15,6 @@ settings give byte-identical results JSON on one machine (docs/reproducibility.m
 from __future__ import annotations
 
 import functools
-import glob
 import hashlib
 import multiprocessing
 import time
@@ -412,7 +411,7 @@ class Engine:
             probe = pred.probe if isinstance(pred, p.TimedPrediction) else pred.left.probe
             base = {"text": pred.text, "line": pred.source.line, "probe": probe, **j.fields}
             if j.test is None:
-                base.update(verdict="unsupported", reason=j.reason)
+                base.update(verdict="unsupported", reason=j.reason, evaluable=False)
             else:
                 a, b = adjusted[id(j)]
                 verdict, reason = rules.decide(
@@ -421,7 +420,10 @@ class Engine:
                 base.update(verdict=verdict, reason=reason, p_adjusted=a)
             preds.append(results.PredictionResult.model_validate(base))
         verdict, reason = rules.combine(tuple(preds))
-        return claim_result(verdict=verdict, reason=reason, predictions=tuple(preds))
+        evaluable = all(pred.evaluable for pred in preds)
+        return claim_result(
+            verdict=verdict, reason=reason, predictions=tuple(preds), evaluable=evaluable
+        )
 
     def select(self) -> None:
         """Compute the plan's selections and rewrite the plan with the units they chose."""
@@ -462,7 +464,7 @@ class Engine:
             chosen[sel.name] = result
             self.progress.advance()
         self.selected = tuple(chosen.values())
-        self.plan = selections.resolve(self.plan, chosen)
+        self.plan = selections.resolve(self.plan, chosen, self.config.model.n_heads)
         self.judge = Judge(self.plan, self._empty_measured(), self.resolve, self.seed)
         self._visited = None
 
@@ -570,23 +572,14 @@ def _aggregate(plan: p.Plan, index: int, per_run: list) -> results.ClaimResult:
             verdict=claims[index].verdict,
             reason=claims[index].reason,
             predictions=claims[index].predictions,
+            evaluable=claims[index].evaluable,
         )
         for run_dir, claims, _ in per_run
     )
     verdict, reason = rules.aggregate_runs(runs, plan.confidence)
     data = first.model_dump() | {"verdict": verdict, "reason": reason, "predictions": ()}
-    return results.ClaimResult.model_validate(data | {"runs": runs})
-
-
-def matrix_runs(plan: p.Plan, base: Path) -> list[Path]:
-    """The run directories a `runs` glob matches (relative to `base`), sorted."""
-    assert plan.runs is not None
-    pattern = plan.runs.pattern
-    full = pattern if Path(pattern).is_absolute() else str(base / pattern)
-    found = sorted(Path(x) for x in glob.glob(full) if (Path(x) / "config.json").exists())
-    if not found:
-        raise RunError(f"`runs {plan.runs.name}`: no run directory matches {pattern!r}")
-    return found
+    evaluable = all(run.evaluable for run in runs)
+    return results.ClaimResult.model_validate(data | {"runs": runs, "evaluable": evaluable})
 
 
 def run_plan(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ from hypodsl.errors import UserError
 from hypodsl.jsonfile import JsonFileError, read_json, validated
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.features.sae import SparseAutoencoder
-from runner.safe_files import read_bounded
+from runner.kv import dataset
+from runner.model.rundir import data_dir, read_config
+from runner.safe_files import FileRefused, read_bounded, safetensors_header
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -155,7 +158,12 @@ def read_info(directory: Path) -> BasisInfo:
         raise BasisError(str(e)) from None
     if info.format != FORMAT:
         raise BasisError(f"{path}: basis format {info.format}; this hypodsl reads {FORMAT}")
+    if not HOOK_NAME.fullmatch(info.site):
+        raise BasisError(f"{path}: site {info.site!r} is not a hook name (blocks.1.hook_z, say)")
     return info
+
+
+HOOK_NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")
 
 
 def load_basis(directory: Path, run: FittedRun | None = None) -> Basis:
@@ -177,32 +185,58 @@ def load_basis(directory: Path, run: FittedRun | None = None) -> Basis:
             f"config {info.run.config_hash[:12]}), not on this run (data {run.data_hash[:12]}, "
             f"config {run.config_hash[:12]})"
         )
+    weights = directory / WEIGHTS_FILE
+    tensors = _read_weights(weights, info)
     sae = SparseAutoencoder(info.d_in, info.d_sae)
-    tensors = _read_weights(directory / WEIGHTS_FILE, info.weights_sha256)
-    expected = {name: tuple(t.shape) for name, t in sae.state().items()}
-    for name, shape in expected.items():
-        tensor = tensors.get(name)
-        where = f"{directory / WEIGHTS_FILE}: `{name}`"
-        if tensor is None:
-            raise BasisError(f"{where} is missing")
-        if tensor.dtype != torch.float32 or tuple(tensor.shape) != shape:
-            raise BasisError(
-                f"{where} is {tensor.dtype} {list(tensor.shape)}, not float32 {list(shape)}"
-            )
-        if not bool(torch.isfinite(tensor).all()):
-            raise BasisError(f"{where} holds NaN or Inf values")
-    sae.load_state_dict({k: tensors[k] for k in expected})
+    for name in WEIGHT_NAMES:
+        if not bool(torch.isfinite(tensors[name]).all()):
+            raise BasisError(f"{weights}: `{name}` holds NaN or Inf values")
+    sae.load_state_dict({k: tensors[k] for k in WEIGHT_NAMES})
     return Basis(sae.eval().requires_grad_(False), info, directory)
 
 
-def _read_weights(path: Path, sha256: str) -> dict[str, torch.Tensor]:
+WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def _check_declared_shapes(path: Path, info: BasisInfo) -> None:
+    """The weights file's header must list float32 tensors of the shapes `info` declares (and
+    safetensors_header checks that their bytes lie in the file): a hostile d_sae is refused
+    before the SAE is built."""
+    try:
+        header = safetensors_header(path)
+    except FileRefused as e:
+        raise BasisError(str(e)) from None
+    d_in, d_sae = info.d_in, info.d_sae
+    expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    for name, shape in expected.items():
+        entry = header.get(name)
+        if entry is None:
+            raise BasisError(f"{path}: `{name}` is missing")
+        if (entry.dtype, entry.shape) != ("F32", shape):
+            raise BasisError(
+                f"{path}: `{name}` is {entry.dtype} {list(entry.shape)}, not F32 {list(shape)} "
+                f"(d_in {d_in}, d_sae {d_sae} in {INFO_FILE})"
+            )
+
+
+def _read_weights(path: Path, info: BasisInfo) -> dict[str, torch.Tensor]:
     blob = read_bounded(path, MAX_WEIGHTS_BYTES, "basis weights", BasisError)
-    if hashlib.sha256(blob).hexdigest() != sha256:
+    if hashlib.sha256(blob).hexdigest() != info.weights_sha256:
         raise BasisError(f"{path}: corrupt basis (SHA-256 does not match {INFO_FILE})")
+    _check_declared_shapes(path, info)  # before a tensor, or the SAE, is built
     try:
         return load_safetensors(blob)
     except SafetensorError as e:
         raise BasisError(f"{path}: unreadable safetensors file ({e})") from None
+
+
+def run_identity(run_dir: Path) -> FittedRun:
+    """The run a basis read from `run_dir` must have been fitted on."""
+    config = read_config(run_dir)
+    manifest = dataset.load_manifest(data_dir(run_dir))
+    return FittedRun(
+        name=config.name, config_hash=config.content_hash(), data_hash=manifest["data_hash"]
+    )
 
 
 def signature_entry(info: BasisInfo) -> dict[str, Any]:

@@ -7,8 +7,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from runner.features.basis import BasisInfo, load_basis
+from hypodsl.escape import for_terminal
+from runner.features.basis import Basis, BasisInfo
 from runner.features.explore import explore
 from runner.features.explore_report import family_line, write_report
 from runner.features.fit import FitSettings, fit_basis
@@ -35,19 +37,22 @@ def fit_with_progress(
         info = fit_basis(run_dir, out_dir, settings, on_progress)
     console.print(metrics_table(info))
     console.print(
-        f"basis: {out_dir} ({info.d_sae} features at {info.site}); in a spec of this run:",
+        f"basis: {for_terminal(out_dir)} ({info.d_sae} features at {for_terminal(info.site)}); "
+        "in a spec of this run:",
         soft_wrap=True,
     )
     try:
         rel = out_dir.resolve().relative_to(run_dir.resolve()).as_posix()
-        console.print(f'  basis NAME = "{rel}"', soft_wrap=True, markup=False)
+        console.print(f'  basis NAME = "{for_terminal(rel)}"', soft_wrap=True, markup=False)
     except ValueError:
         console.print("  (stored outside the run: a spec cannot name it)")
     return info
 
 
 def metrics_table(info: BasisInfo, rows: int = 12) -> Table:
-    table = Table(title=f"fit per checkpoint ({info.site}, {info.d_sae} features)")
+    table = Table(
+        title=Text(f"fit per checkpoint ({for_terminal(info.site)}, {info.d_sae} features)")
+    )
     for column in ("step", "explained var.", "active frac.", "dead", "recon. loss"):
         table.add_column(column, justify="right")
     steps = sorted(info.metrics)
@@ -67,7 +72,7 @@ def metrics_table(info: BasisInfo, rows: int = 12) -> Table:
 
 
 def explore_with_progress(
-    basis_dir: Path,
+    basis: Basis,
     run_dir: Path,
     out_dir: Path,
     name: str,
@@ -76,7 +81,6 @@ def explore_with_progress(
     threshold: float,
     console: Console,
 ) -> Path:
-    basis = load_basis(basis_dir)
     with _progress(console) as progress:
         task = progress.add_task("checkpoints", total=None)
 
@@ -85,7 +89,9 @@ def explore_with_progress(
 
         ex = explore(basis, run_dir, split, sequences, threshold, on_progress)
     path = write_report(ex, basis, name, out_dir, name)
-    console.print(f"{len(ex.families)} suggested families; report: {path}", soft_wrap=True)
+    console.print(
+        f"{len(ex.families)} suggested families; report: {for_terminal(path)}", soft_wrap=True
+    )
     for fam in ex.families[:10]:
         console.print("  " + family_line(name, fam.name, fam.features), markup=False)
     return path

@@ -37,10 +37,11 @@ from runner.features.basis import (
     save_basis,
     signature_entry,
 )
+from runner.features.fit_checks import check_fit_memory, site_width
 from runner.features.sae import SparseAutoencoder
 from runner.kv import dataset
 from runner.model import checkpoints
-from runner.model.hooks import hook_points, run_with_cache
+from runner.model.hooks import run_with_cache
 from runner.model.rundir import data_dir, read_config, register_basis
 from runner.safe_files import read_bounded
 
@@ -69,16 +70,6 @@ class FitSettings(BaseModel):
 
 
 # --- activations ----------------------------------------------------------------------------
-
-
-def check_site(model: torch.nn.Module, site: str) -> None:
-    points = hook_points(model)
-    if site not in points:
-        import difflib
-
-        close = difflib.get_close_matches(site, list(points), n=1)
-        hint = f"; did you mean `{close[0]}`?" if close else ""
-        raise BasisError(f"--site {site}: the model has no hook point `{site}`{hint}")
 
 
 def positions(lengths: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,8 +119,6 @@ def gather(
     for i, step in enumerate(steps):
         hashes[step] = checkpoints.verified_sha256(run_dir, step)
         model = checkpoints.load_model(run_dir, step, config.model)
-        if i == 0:
-            check_site(model, settings.site)
         acts[step] = activations_at(model, tokens, settings.site, where)
         if progress:
             progress("activations", i + 1, len(steps))
@@ -258,6 +247,8 @@ def fit_basis(
 ) -> BasisInfo:
     """Fit, store and register a basis (see the module docstring); resumes a killed fit."""
     config = read_config(run_dir)
+    d_in = site_width(config.model, settings.site)
+    check_fit_memory(d_in, settings.width, settings.batch_size)
     acts, hashes = gather(run_dir, settings, progress)
     pool = torch.cat(list(acts.values()))
     scale = float(pool.norm(dim=1).mean() / pool.shape[1] ** 0.5) or 1.0

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from hypodsl.escape import for_terminal
 from runner.atomic import atomic_write_text
 from runner.kv import dataset
 from runner.kv.sanity import sanity_report
@@ -31,7 +32,8 @@ def generate_data(out: Path, seed: int, train: int | None, console: Console) -> 
         status.update("sanity report")
         report = write_sanity(out, arrays)
     console.print(sanity_table(report))
-    console.print(f"data: {out} ({', '.join(f'{s} {n}' for s, n in manifest['splits'].items())})")
+    sizes = ", ".join(f"{s} {n}" for s, n in manifest["splits"].items())
+    console.print(f"data: {for_terminal(out)} ({sizes})")
     return report
 
 

@@ -6,7 +6,8 @@ C̄ = mean_i C_i, L_i the answer loss and L̄ = mean_i L_i.
 - `alignment(P)` = <∇θ C̄, −∇θ L̄>: the first-order change of C̄ per unit learning rate under an
   SGD step on L̄ (θ' = θ − η ∇L̄ gives C̄(θ') − C̄(θ) ≈ η · alignment). Per read,
   a_i = <∇θ C_i, −∇θ L̄>, whose mean is the alignment.
-- `alignment_cosine(P)` = alignment / (|∇θ C̄| |∇θ L̄|), one number for the probe.
+- The cosine, alignment / (|∇θ C̄| |∇θ L̄|): one number for the probe (not a quantity of the
+  language: it has no per-read values to bootstrap).
 - `update_alignment(P)` between checkpoints θ_t and θ_{t+1}: the predicted change per read,
   ∇θ C_i(θ_t) · (θ_{t+1} − θ_t), reported with the observed change C_i(θ_{t+1}) − C_i(θ_t).
 

@@ -268,8 +268,6 @@ def _measure(ctx: QuantityContext, q: p.QuantityExpr) -> torch.Tensor:
         return ctx._gradients[key]
     if q.name == "gram":
         assert q.group is not None
-        if q.group == "split":
-            raise MeasureError("gram(by=split) needs several probes; not implemented yet")
         summary = pe.gram_summary(model, probe, pe.group_labels(probe, q.group))
         return summary["within"] - summary["between"]
     raise MeasureError(f"quantity `{q.name}` is not implemented yet")

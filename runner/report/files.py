@@ -6,7 +6,8 @@ then NAME.json, then NAME.md, which names the SHA-256 of the NAME.json it descri
 never leaves a new ledger beside old results: at worst new results beside the old ledger, which
 the ledger's stated hash shows, and the next run replaces. Figures are removed only when this
 code wrote them (`figures/NAME/.written.json` lists them) and the spec no longer has their
-claim: a file of the user's in that folder is never touched.
+claim: a file of the user's in that folder is never touched. Temporary files a killed run
+left (runner.atomic's `.NAME.XXXXXXXX.tmp`, for these reports' files only) are removed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.atomic import atomic_write_bytes, atomic_write_text
+from runner.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 from runner.stats.results import StudyResult
 
 MANIFEST = ".written.json"  # in figures/NAME/: the figures this code wrote there
@@ -50,6 +51,10 @@ def write_reports(
             written.append(path)
             links[claim.name] = path.relative_to(out_dir).as_posix()
     _remove_stale_figures(figure_dir, {p.name for p in written})
+    remove_stale_temporaries(
+        figure_dir, lambda target: target.endswith(".png") or target == MANIFEST
+    )
+    remove_stale_temporaries(out_dir, {f"{name}.md", f"{name}.json"}.__contains__)
     spec_link = None
     if spec is not None:
         spec_link = Path(os.path.relpath(spec.resolve(), out_dir.resolve())).as_posix()

@@ -4,7 +4,9 @@ A claim's expected verdict is its `expect`, else the one the baseline recorded f
 Supported (a claim asserts something; nothing recorded says otherwise). One move is allowed
 without failing: Unsupported in the baseline, Supported now (a claim that became testable);
 it is reported as a notice so the baseline can be updated. Every other difference is a
-regression, Supported -> Unsupported included: a claim never loses support silently.
+regression, Supported -> Unsupported included: a claim never loses support silently. A claim
+that could not be evaluated (a missing checkpoint, a non-finite value) always fails the gate
+and is never recorded: its Unsupported is no verdict about the claim.
 
 The baseline is a JSON file, one entry per spec (by file stem, like the reports) mapping claim
 names to verdicts. `hypo run --baseline` and `pytest specs/ --hypo-baseline` read it, and
@@ -24,7 +26,8 @@ from runner.stats.results import ClaimResult, StudyResult, Verdict
 
 FORMAT = "hypodsl-baseline/1"
 VERDICTS: tuple[Verdict, ...] = ("supported", "negative", "unsupported")
-Status = Literal["ok", "improved", "regression"]
+Status = Literal["ok", "improved", "regression", "not evaluable"]
+FAILING: tuple[Status, ...] = ("regression", "not evaluable")
 Source = Literal["expect", "baseline", "default"]
 
 
@@ -47,6 +50,11 @@ class Check:
 
     @property
     def message(self) -> str:
+        if self.status == "not evaluable":
+            return (
+                f"{self.claim}: not evaluable ({self.reason}); the gate neither passes nor "
+                "records it"
+            )
         if self.status == "improved":
             return (
                 f"{self.claim}: Unsupported in the baseline, Supported now "
@@ -76,8 +84,10 @@ def check_claim(spec: str, claim: ClaimResult, recorded: dict[str, Verdict]) -> 
     if claim.pending:
         return None
     expected, source = expectation(claim, recorded)
-    if claim.verdict == expected:
-        status: Status = "ok"
+    if not claim.evaluable:
+        status: Status = "not evaluable"
+    elif claim.verdict == expected:
+        status = "ok"
     elif source == "baseline" and (expected, claim.verdict) == ("unsupported", "supported"):
         status = "improved"
     else:
@@ -130,8 +140,18 @@ class Baseline:
         return cls(specs)
 
     def record(self, spec: str, result: StudyResult) -> None:
-        """Replace the spec's entry with the verdicts of `result` (pending claims left out)."""
-        self.specs[spec] = {c.name: c.verdict for c in result.claims if not c.pending}
+        """Replace the spec's entry with the verdicts of `result`: pending claims left out, and
+        a claim that could not be evaluated keeps what was recorded for it before, if anything."""
+        before = self.specs.get(spec, {})
+        recorded = {}
+        for c in result.claims:
+            if c.pending:
+                continue
+            if c.evaluable:
+                recorded[c.name] = c.verdict
+            elif c.name in before:
+                recorded[c.name] = before[c.name]
+        self.specs[spec] = recorded
 
     def removed(self, spec: str, result: StudyResult) -> list[str]:
         """Claims the baseline records that the spec no longer has."""

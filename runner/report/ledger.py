@@ -7,6 +7,9 @@ provenance at the end. Plain GitHub Markdown: pipe tables, relative image links,
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
+from hypodsl.escape import for_markdown, markdown_code
 from runner.stats.results import ClaimResult, PredictionResult, StudyResult
 
 VERDICT_LABEL = {
@@ -14,6 +17,7 @@ VERDICT_LABEL = {
     "negative": "Negative",
     "unsupported": "Unsupported",
     "next test": "Next test",
+    "not evaluable": "Not evaluable",
 }
 LEGEND = (
     "| verdict | meaning |\n|---|---|\n"
@@ -22,7 +26,8 @@ LEGEND = (
     "| Negative | a prediction's interval lies wholly on the other side (adjusted p ≤ α): "
     "the data contradict the claim |\n"
     "| Unsupported | inconclusive (an interval straddles the threshold, or p > α after "
-    "correction) or not evaluable (the reason says why) |\n"
+    "correction), or, with the status *Not evaluable*, not judged at all (the reason says "
+    "why: a missing checkpoint, a non-finite value) |\n"
     "| Next test | a `pending` claim: stated, not yet testable, not run |\n"
 )
 STATUS_LABEL = {
@@ -31,6 +36,7 @@ STATUS_LABEL = {
     "negative result": "Negative result",
     "unsupported": "Unsupported",
     "next test": "Next test",
+    "not evaluable": "Not evaluable",
 }
 STATUS_LEGEND = (
     "Each claim's status, in the research draft's five: a verdict, except that a Supported "
@@ -53,11 +59,6 @@ def interval(pred: PredictionResult) -> str:
     )
 
 
-def cell(text: str) -> str:
-    """Text safe inside a table cell: a `|` would end the cell, even inside backticks."""
-    return text.replace("|", "\\|")
-
-
 def render_markdown(
     result: StudyResult,
     figures: dict[str, str] | None = None,
@@ -70,7 +71,7 @@ def render_markdown(
     figures = figures or {}
     counts = result.counts()
     lines = [
-        f"# {result.study}",
+        f"# {for_markdown(result.study)}",
         "",
         f"Claims: {len(result.claims)} — "
         + ", ".join(f"{VERDICT_LABEL[v]} {n}" for v, n in counts.items())
@@ -88,7 +89,7 @@ def render_markdown(
         "|---|---|---|---|---|---|---|",
     ]
     for claim in result.claims:
-        link = f"[{claim.name}](#{anchor(claim.name)})"
+        link = f"[{for_markdown(claim.name)}](#{anchor(claim.name)})"
         status = STATUS_LABEL[claim.status]
         if not claim.predictions:
             lines.append(
@@ -101,10 +102,43 @@ def render_markdown(
             f"| {interval(first)} | {fmt(first.threshold)} | {first.n} |"
         )
     lines.append("")
+    lines += _selections(result)
     for claim in result.claims:
         lines += _claim_section(result, claim, figures.get(claim.name), spec_link)
     lines += _provenance(result, results_file)
     return "\n".join(lines) + "\n"
+
+
+MAX_MEMBERS_SHOWN = 12
+
+
+def _selections(result: StudyResult) -> list[str]:
+    """What each `select` chose on each run: how many units, and which (the first few)."""
+    rows = [(run.run, sel) for run in result.provenance.runs for sel in run.selections]
+    if not rows:
+        return []
+    several = len(result.provenance.runs) > 1
+    lines = [
+        "## Selections",
+        "",
+        "Chosen on their discovery probes before any claim was measured (discovery, not test).",
+        "",
+        ("| run " if several else "") + "| selection | among | probe | steps | chose | members |",
+        ("|---" if several else "") + "|---|---|---|---|---|---|",
+    ]
+    for run, sel in rows:
+        names = sel.labels or tuple(str(m) for m in sel.members)
+        shown = ", ".join(names[:MAX_MEMBERS_SHOWN])
+        if len(names) > MAX_MEMBERS_SHOWN:
+            shown += f", … ({len(names) - MAX_MEMBERS_SHOWN} more)"
+        chose = str(len(sel.members)) if sel.reason is None else f"none: {sel.reason}"
+        steps = f"{sel.steps[0]} .. {sel.steps[-1]}" if sel.steps else "—"
+        lines.append(
+            (f"| {for_markdown(run)} " if several else "")
+            + f"| {for_markdown(sel.name)} | {for_markdown(sel.unit)} | {for_markdown(sel.probe)} "
+            + f"| {steps} | {for_markdown(chose)} | {shown or '—'} |"
+        )
+    return [*lines, ""]
 
 
 def _beside_prior(result: StudyResult) -> list[str]:
@@ -125,7 +159,8 @@ def _beside_prior(result: StudyResult) -> list[str]:
         assert c.prior is not None
         same = "yes" if c.prior == c.status else "**no**"
         lines.append(
-            f"| [{c.name}](#{anchor(c.name)}) | {STATUS_LABEL.get(c.prior, c.prior)} | "
+            f"| [{for_markdown(c.name)}](#{anchor(c.name)}) | "
+            f"{for_markdown(STATUS_LABEL.get(c.prior, c.prior))} | "
             f"{STATUS_LABEL[c.status]} | {same} |"
         )
     return [*lines, ""]
@@ -146,7 +181,8 @@ def _verdict(claim: ClaimResult) -> str:
 
 
 def _line_ref(line: int, spec_link: str | None, spec: str) -> str:
-    return f"[{spec}:{line}]({spec_link}#L{line})" if spec_link else f"{spec}:{line}"
+    where = f"{for_markdown(spec)}:{line}"
+    return f"[{where}]({quote(spec_link)}#L{line})" if spec_link else where
 
 
 def _claim_section(
@@ -154,11 +190,11 @@ def _claim_section(
 ) -> list[str]:
     spec = result.provenance.spec
     lines = [
-        f"## {claim.name}",
+        f"## {for_markdown(claim.name)}",
         "",
-        f"> {claim.statement}",
+        f"> {for_markdown(claim.statement)}",
         "",
-        f"Verdict: {_verdict(claim)} — {claim.reason}",
+        f"Verdict: {_verdict(claim)} — {for_markdown(claim.reason)}",
         "",
     ]
     if claim.status != claim.verdict and not claim.pending:
@@ -168,19 +204,21 @@ def _claim_section(
     if claim.runs:
         lines += ["| run | verdict | reason |", "|---|---|---|"]
         lines += [
-            f"| {r.run} | {VERDICT_LABEL[r.verdict]} | {cell(r.reason)} |" for r in claim.runs
+            f"| {for_markdown(r.run)} | {VERDICT_LABEL[r.verdict]} | {for_markdown(r.reason)} |"
+            for r in claim.runs
         ]
         lines.append("")
     else:
         lines += ["Predictions, as written in the spec:", ""]
         lines += [
-            f"- {_line_ref(pred.line, spec_link, spec)} `{pred.text}` — "
-            f"**{VERDICT_LABEL[pred.verdict]}**: {pred.reason}"
+            f"- {_line_ref(pred.line, spec_link, spec)} {markdown_code(pred.text)} — "
+            f"**{VERDICT_LABEL[pred.verdict]}**: {for_markdown(pred.reason)}"
             for pred in claim.predictions
         ]
         lines += ["", *_evidence(claim.predictions)]
     if figure:
-        lines += [f"![{claim.name}: the quantity across checkpoints]({figure})", ""]
+        alt = f"{for_markdown(claim.name)}: the quantity across checkpoints"
+        lines += [f"![{alt}]({quote(figure)})", ""]
     lines += [f"Provenance: {_claim_provenance(result, claim, spec_link)}", ""]
     return lines
 
@@ -191,7 +229,7 @@ def _evidence(preds: tuple[PredictionResult, ...]) -> list[str]:
         return []
     rows = [
         ("checkpoints", [_steps(p) for p in preds]),
-        ("probe (reads, sequences)", [f"{p.probe} ({p.n}, {p.n_sequences})" for p in preds]),
+        ("probe (reads, sequences)", [f"{_probe(p)} ({p.n}, {p.n_sequences})" for p in preds]),
         ("left side", [f"{fmt(p.estimate)} {interval(p)}" for p in preds]),
         ("right side", [fmt(p.threshold) for p in preds]),
         ("ratio", [_ratio(p) for p in preds]),
@@ -203,8 +241,12 @@ def _evidence(preds: tuple[PredictionResult, ...]) -> list[str]:
     rows = [(name, values) for name, values in rows if any(v != "—" for v in values)]
     head = ["evidence", *(f"line {p.line}" for p in preds)]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join([name, *(cell(v) for v in values)]) + " |" for name, values in rows]
+    out += ["| " + " | ".join([name, *values]) + " |" for name, values in rows]
     return [*out, ""]
+
+
+def _probe(pred: PredictionResult) -> str:
+    return for_markdown(pred.probe)
 
 
 def _steps(pred: PredictionResult) -> str:
@@ -227,8 +269,8 @@ def _tested(pred: PredictionResult) -> str:
         return "—"
     ci = pred.statistic_interval
     span = "" if ci is None else f" [{fmt(ci.low)}, {fmt(ci.high)}]"
-    on = f" on {pred.statistic}" if pred.statistic else ""
-    return f"{pred.test}{on}: {fmt(pred.statistic_value)}{span}"
+    on = f" on {for_markdown(pred.statistic)}" if pred.statistic else ""
+    return f"{for_markdown(pred.test)}{on}: {fmt(pred.statistic_value)}{span}"
 
 
 def _p(pred: PredictionResult) -> str:
@@ -246,7 +288,7 @@ def _births(pred: PredictionResult) -> str:
         when = "not born" if b.step is None else f"step {b.step}"
         low = "—" if b.interval_low is None else f"{b.interval_low:g}"
         high = "never" if b.interval_high is None else f"{b.interval_high:g}"
-        parts.append(f"`{b.condition}`: {when} [{low}, {high}]")
+        parts.append(f"{markdown_code(b.condition)}: {when} [{low}, {high}]")
     return "; ".join(parts)
 
 
@@ -255,13 +297,14 @@ def _claim_provenance(result: StudyResult, claim: ClaimResult, spec_link: str | 
     where = _line_ref(claim.line, spec_link, spec)
     steps = sorted({s for pred in claim.predictions for s in pred.steps})
     if claim.runs:
-        return f"{where}; runs {', '.join(r.run for r in claim.runs)}"
+        return f"{where}; runs {for_markdown(', '.join(r.run for r in claim.runs))}"
     if not steps:
         return f"{where}; no checkpoint read"
     hashes = {s: h for run in result.provenance.runs for s, h in run.checkpoints.items()}
     shown = steps if len(steps) <= 3 else [steps[0], steps[-1]]
     ids = ", ".join(
-        f"{s} `{hashes[s][:12]}`" if s in hashes else f"{s} (unreadable)" for s in shown
+        f"{s} {markdown_code(hashes[s][:12])}" if s in hashes else f"{s} (unreadable)"
+        for s in shown
     )
     more = "" if len(steps) <= 3 else f" ({len(steps)} checkpoints; first and last shown)"
     return f"{where}; checkpoints {ids}{more}; bootstrap seed {result.provenance.seed}"
@@ -269,13 +312,20 @@ def _claim_provenance(result: StudyResult, claim: ClaimResult, spec_link: str | 
 
 def _provenance(result: StudyResult, results_file: tuple[str, str] | None) -> list[str]:
     pv = result.provenance
-    lines = ["## Provenance", "", f"- spec: `{pv.spec}` (plan `{pv.plan_hash[:16]}`)"]
+    lines = [
+        "## Provenance",
+        "",
+        f"- spec: {markdown_code(pv.spec)} (plan {markdown_code(pv.plan_hash[:16])})",
+    ]
     if results_file is not None:
-        lines.append(f"- results: `{results_file[0]}` (SHA-256 `{results_file[1]}`)")
+        name, sha = results_file
+        lines.append(f"- results: {markdown_code(name)} (SHA-256 {markdown_code(sha)})")
     for run in pv.runs:
-        steps = ", ".join(f"{s}: `{h[:12]}`" for s, h in sorted(run.checkpoints.items()))
+        steps = ", ".join(
+            f"{s}: {markdown_code(h[:12])}" for s, h in sorted(run.checkpoints.items())
+        )
         lines += [
-            f"- run: `{run.run}`, data `{run.data_hash[:16]}`",
+            f"- run: {markdown_code(run.run)}, data {markdown_code(run.data_hash[:16])}",
             f"  - checkpoints (SHA-256): {steps or 'none loaded'}",
         ]
     return [

@@ -20,7 +20,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from hypodsl.errors import printable
+from hypodsl.escape import for_terminal
 from runner.report.gate import Check
 from runner.report.ledger import fmt
 from runner.stats.results import ClaimResult, PredictionResult, SeriesPoint, StudyResult
@@ -36,6 +36,8 @@ def verdict_text(claim: ClaimResult) -> Text:
     text = Text(claim.verdict.capitalize(), style=STYLE[claim.verdict])
     if claim.status == "current best hypothesis":
         text.append(" · best hypothesis")
+    if claim.status == "not evaluable":
+        text.append(" · not evaluable")
     if claim.expect is not None and claim.expect != claim.verdict:
         text.append(f" (expected {claim.expect})")
     return text
@@ -57,7 +59,7 @@ def estimate_text(pred: PredictionResult) -> str:
 def summary_table(result: StudyResult, seconds: dict[str, float] | None = None) -> Table:
     """Claim, verdict, estimate [interval] and threshold of its first prediction, and the
     claim's wall time (its judging plus its share of the measuring) when `seconds` has it."""
-    table = Table(title=Text(printable(result.study)), title_justify="left")
+    table = Table(title=Text(for_terminal(result.study)), title_justify="left")
     # Names stay whole up to MAX_NAME_WIDTH: a reader greps for them; other cells fold.
     longest = max((len(claim.name) for claim in result.claims), default=5)
     table.add_column("claim", no_wrap=longest <= MAX_NAME_WIDTH, overflow="fold")
@@ -67,7 +69,7 @@ def summary_table(result: StudyResult, seconds: dict[str, float] | None = None) 
     if seconds is not None:
         table.add_column("time", justify="right", no_wrap=True)
     for claim in result.claims:
-        row: list[RenderableType] = [Text(claim.name), verdict_text(claim)]
+        row: list[RenderableType] = [Text(for_terminal(claim.name)), verdict_text(claim)]
         if claim.pending:
             row += ["—", "—"]
         elif not claim.predictions:
@@ -100,7 +102,8 @@ def claim_details(claim: ClaimResult, spec_text: str | None = None) -> Renderabl
     """`-v`: the claim as written (highlighted), each prediction's series and reason."""
     from hypodsl.highlight import HypLexer
 
-    parts: list[RenderableType] = [Text.assemble((claim.name, "bold"), "  ", verdict_text(claim))]
+    name = for_terminal(claim.name)
+    parts: list[RenderableType] = [Text.assemble((name, "bold"), "  ", verdict_text(claim))]
     if spec_text is not None:
         source = claim_source(spec_text, claim.line)
         parts.append(
@@ -108,16 +111,16 @@ def claim_details(claim: ClaimResult, spec_text: str | None = None) -> Renderabl
                    line_numbers=True, start_line=claim.line, word_wrap=True)
         )  # fmt: skip
     else:
-        parts.append(Text(printable(claim.statement)))
+        parts.append(Text(for_terminal(claim.statement)))
     for run in claim.runs:
-        reason = printable(run.reason)
-        parts.append(Text(f"run {printable(run.run)}: {run.verdict.capitalize()} — {reason}"))
+        reason = for_terminal(run.reason)
+        parts.append(Text(f"run {for_terminal(run.run)}: {run.verdict.capitalize()} — {reason}"))
     for pred in claim.predictions:
-        parts.append(Text(f"line {pred.line}: {pred.text}", style="bold"))
+        parts.append(Text(f"line {pred.line}: {for_terminal(pred.text)}", style="bold"))
         if pred.series:
             parts.append(series_table(pred.series))
-        parts.append(Text(f"{pred.verdict.capitalize()}: {printable(pred.reason)}"))
-    parts.append(Text(f"claim: {printable(claim.reason)}", style="dim"))
+        parts.append(Text(f"{pred.verdict.capitalize()}: {for_terminal(pred.reason)}"))
+    parts.append(Text(f"claim: {for_terminal(claim.reason)}", style="dim"))
     return Group(*parts, Text(""))
 
 
@@ -170,10 +173,12 @@ def gate_table(checks: Sequence[Check]) -> Table:
     table.add_column("reason", overflow="fold", ratio=5)
     for c in checks:
         table.add_row(
-            Text(printable(f"{c.spec}:{c.line} {c.claim}")),
-            Text(f"{c.expected.capitalize()} ({c.source})"),
-            Text(c.verdict.capitalize(), style=STYLE[c.verdict]),
-            Text(printable(c.reason)),
+            Text(for_terminal(f"{c.spec}:{c.line} {c.claim}")),
+            Text(for_terminal(f"{c.expected.capitalize()} ({c.source})")),
+            Text("Not evaluable", style=STYLE["unsupported"])
+            if c.status == "not evaluable"
+            else Text(c.verdict.capitalize(), style=STYLE[c.verdict]),
+            Text(for_terminal(c.reason)),
         )
     return table
 

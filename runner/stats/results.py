@@ -56,6 +56,9 @@ class PredictionResult(Frozen):
     probe: str
     verdict: Verdict
     reason: str
+    # False when it could not be judged at all (a missing checkpoint, a non-finite value):
+    # Unsupported then means "not evaluable", never "inconclusive"
+    evaluable: bool = True
     test: str | None = None  # comparison, equivalence, all, mean, trend, birth order
     step: int | None = None  # the checkpoint of an `at` prediction
     steps: tuple[int, ...] = ()  # every checkpoint the prediction reads
@@ -84,6 +87,7 @@ class RunVerdict(Frozen):
     verdict: Verdict
     reason: str
     predictions: tuple[PredictionResult, ...]
+    evaluable: bool = True
 
 
 class ClaimResult(Frozen):
@@ -98,14 +102,19 @@ class ClaimResult(Frozen):
     runs: tuple[RunVerdict, ...] = ()  # a seed matrix: the verdict on each run
     exploratory: bool = False  # found by exploring this run (the spec says so)
     prior: str | None = None  # the status it had before this study
+    evaluable: bool = True  # every prediction (on every run) could be judged
     status: str = ""  # derived from the fields above on every validation (see `_status`)
 
     @model_validator(mode="after")
     def _status(self) -> ClaimResult:
         """The research draft's five statuses. A Supported claim marked `exploratory` is a
-        Current best hypothesis unless a seed matrix of at least two runs supports it."""
+        Current best hypothesis unless a seed matrix of at least two runs supports it. An
+        Unsupported claim that could not be judged is *not evaluable*, apart from one whose
+        test was inconclusive."""
         if self.pending:
             status = "next test"
+        elif self.verdict == "unsupported" and not self.evaluable:
+            status = "not evaluable"
         elif self.verdict == "negative":
             status = "negative result"
         elif self.verdict == "supported" and self.exploratory and len(self.runs) < 2:
@@ -129,8 +138,9 @@ class SelectionResult(Frozen):
     unit: str  # "neurons of L0.mlp" or "features of l2"
     probe: str
     steps: tuple[int, ...]  # the checkpoints of its window
-    members: tuple[int, ...]  # neuron or feature ids, ascending
+    members: tuple[int, ...]  # neuron or feature ids, ascending (heads: layer · n_heads + head)
     values: tuple[float, ...] = ()  # each member's value of the ranking (or first) criterion
+    labels: tuple[str, ...] = ()  # heads' names (`L1.H2`), one per member
     reason: str | None = None  # why nothing could be chosen, when it failed
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from hypodsl.escape import for_terminal
 from runner.model.checkpoints import list_steps
 from runner.model.configs import TrainConfig
 from runner.train.loop import train
@@ -19,7 +20,9 @@ def train_with_progress(
     config: TrainConfig, run_dir: Path, console: Console, device: str = "cpu"
 ) -> None:
     if config.steps in list_steps(run_dir):
-        console.print(f"{run_dir}: already trained to step {config.steps}; nothing to do")
+        console.print(
+            f"{for_terminal(run_dir)}: already trained to step {config.steps}; nothing to do"
+        )
         return
     start = time.monotonic()
     columns = (
@@ -41,4 +44,4 @@ def train_with_progress(
             progress.console.print(f"step {step:>6}  answer accuracy  {accs}")
 
         train(config, run_dir, on_step=on_step, on_checkpoint=on_checkpoint, device=device)
-    console.print(f"trained {run_dir} in {time.monotonic() - start:.0f} s")
+    console.print(f"trained {for_terminal(run_dir)} in {time.monotonic() - start:.0f} s")

@@ -5,12 +5,15 @@ changes, and the gate fails naming the claim, through `hypo run --baseline` and 
 from __future__ import annotations
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from hypodsl.cli import main
+from runner.model.checkpoints import weights_path
+from runner.model.rundir import read_config
 
 SPEC = """study "tiny gate"
 run tiny = "{run}"
@@ -89,6 +92,29 @@ def test_unsupported_to_supported_passes_with_a_notice_and_back_fails(project: P
     baseline.write_text(json.dumps(data))
     assert gate(project) == 1
     assert "trend" in capsys.readouterr().err
+
+
+def test_a_claim_that_cannot_be_evaluated_fails_the_gate_and_is_never_recorded(
+    project: Path, tiny_run: Path, capsys
+):
+    """A corrupt final checkpoint: the claims that read it are not evaluable, which is no
+    verdict: the gate fails on them, with or without --update-baseline, and keeps what the
+    baseline recorded for them."""
+    assert gate(project, "--update-baseline") == 0
+    run = project / "run"
+    shutil.copytree(tiny_run, run)
+    final = weights_path(run, read_config(run).steps)
+    final.write_bytes(final.read_bytes()[:-100])
+    spec = project / "specs" / "tiny.hyp"
+    spec.write_text(spec.read_text().replace(str(tiny_run), str(run)))
+    before = (project / "baseline.json").read_text()
+    capsys.readouterr()
+    assert gate(project) == 1
+    captured = capsys.readouterr()
+    assert "Not evaluable" in captured.out
+    assert "3 claim(s) not evaluable: low_loss, accurate, trend" in captured.err
+    assert gate(project, "--update-baseline") == 1
+    assert (project / "baseline.json").read_text() == before
 
 
 def test_spec_errors_exit_2_before_anything_runs(project: Path, capsys):

@@ -51,6 +51,8 @@ def test_true_false_and_missing_claims_get_their_verdicts(tiny_run: Path):
     }
     missing = next(c for c in result.claims if c.name == "missing")
     assert "not evaluable" in missing.reason and "step 50" in missing.reason
+    assert missing.status == "not evaluable" and not missing.evaluable
+    assert all(c.evaluable for c in result.claims if c.name != "missing")
 
 
 def test_accuracy_matches_an_independent_computation(tiny_run: Path):
@@ -78,6 +80,7 @@ def test_a_corrupt_checkpoint_makes_only_its_claims_unsupported(tiny_run: Path, 
     by_name = {c.name: c for c in result.claims}
     assert by_name["solved"].verdict == "unsupported"
     assert "corrupt checkpoint" in by_name["solved"].reason
+    assert by_name["solved"].status == "not evaluable"
     assert by_name["chance"].verdict == "supported"
 
 

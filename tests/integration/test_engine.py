@@ -163,9 +163,9 @@ def test_a_seed_matrix_judges_each_run_and_aggregates(tiny_run: Path, tmp_path: 
     text = HEADER.replace('study "engine"', f'study "engine"\nruns seeds = "{tmp_path}/seed-*"')
     text += 'claim c "chance level at step 0" { at first on iid: accuracy < 0.2 }\n'
     plan = plan_of(text)
-    from runner.engine.study import matrix_runs
+    from runner.engine.run_globs import matching_runs
 
-    runs = matrix_runs(plan, Path.cwd())
+    runs = matching_runs(plan, Path.cwd())
     assert [r.name for r in runs] == ["seed-1", "seed-2", "seed-3"]
     result = run_study(plan, runs)
     c = result.claims[0]

@@ -107,3 +107,30 @@ def test_a_bad_baseline_names_the_file_and_field(tmp_path: Path, content: str, m
 def test_a_missing_baseline_says_how_to_record_one(tmp_path: Path):
     with pytest.raises(BaselineError, match="--update-baseline"):
         Baseline.load(tmp_path / "nope.json")
+
+
+def not_evaluable(name: str = "c") -> ClaimResult:
+    return ClaimResult(
+        name=name, statement="s", line=3, verdict="unsupported", reason="not evaluable: step 50",
+        predictions=(), evaluable=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("recorded", [None, "unsupported", "supported"])
+@pytest.mark.parametrize("expect", [None, "unsupported"])
+def test_a_claim_that_could_not_be_evaluated_always_fails(recorded, expect):
+    c = not_evaluable().model_copy(update={"expect": expect})
+    check = check_claim("spec", c, {"c": recorded} if recorded else {})
+    assert check is not None and check.status == "not evaluable"
+    assert "not evaluable" in check.message and "step 50" in check.message
+    assert not_evaluable().status == "not evaluable"
+    assert claim("unsupported").status == "unsupported"  # an inconclusive test
+
+
+def test_a_claim_that_could_not_be_evaluated_is_never_recorded():
+    baseline = Baseline({"spec": {"kept": "supported"}})
+    result = StudyResult.model_construct(
+        claims=(not_evaluable("kept"), not_evaluable("new"), claim("negative"))
+    )
+    baseline.record("spec", result)
+    assert baseline.specs["spec"] == {"kept": "supported", "c": "negative"}

@@ -1,0 +1,83 @@
+"""The run directories a spec's `runs NAME = "GLOB"` matches, found by a bounded walk.
+
+The pattern is expanded one path component at a time, as `glob` does (`*`, `?` and `[...]`
+within a component; names starting with `.` only for a component that starts with `.`), but
+the walk never enters /dev, /proc or /sys, skips a directory it may not read, and stops with
+an error after MAX_SCANNED directory entries or MAX_RUNS runs: `"/*/*/*"` is refused in a
+moment instead of ending in a traceback or walking the whole disk.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from hypodsl.plan import Plan
+from runner.model.rundir import RunError
+from runner.safe_files import SYSTEM_ROOTS
+
+MAX_SCANNED = 100_000
+MAX_RUNS = 1000
+
+
+def matching_runs(plan: Plan, base: Path) -> list[Path]:
+    """The run directories (holding config.json) the plan's `runs` glob matches, relative to
+    `base` unless absolute, sorted."""
+    assert plan.runs is not None
+    where = f"`runs {plan.runs.name}`"
+    pattern = plan.runs.pattern
+    if not pattern or "\x00" in pattern:
+        raise RunError(f"{where}: {pattern!r} is not a path pattern")
+    full = Path(pattern) if Path(pattern).is_absolute() else base / pattern
+    found = sorted(p for p in _expand(full, where) if _is_run(p))
+    if not found:
+        raise RunError(f"{where}: no run directory matches {pattern!r}")
+    if len(found) > MAX_RUNS:
+        raise RunError(f"{where}: {pattern!r} matches {len(found)} runs; at most {MAX_RUNS}")
+    return found
+
+
+def _expand(full: Path, where: str) -> list[Path]:
+    paths = [Path(full.anchor or ".")]
+    scanned = 0
+    for part in full.parts[1:] if full.anchor else full.parts:
+        if not glob.has_magic(part):
+            paths = [p / part for p in paths if not _system(p / part)]
+            continue
+        matched = []
+        for parent in paths:
+            for name in _names(parent):
+                scanned += 1
+                if scanned > MAX_SCANNED:
+                    raise RunError(
+                        f"{where}: the pattern reaches more than {MAX_SCANNED} paths; "
+                        'name the runs\' folder more precisely (e.g. "runs/seed-*")'
+                    )
+                visible = part.startswith(".") or not name.startswith(".")
+                if visible and fnmatchcase(name, part) and not _system(parent / name):
+                    matched.append(parent / name)
+        paths = matched
+    return paths
+
+
+def _names(directory: Path) -> Iterator[str]:
+    try:
+        with os.scandir(directory) as entries:
+            yield from (e.name for e in entries)
+    except OSError:  # not a directory, or one we may not read: nothing matches under it
+        return
+
+
+def _system(path: Path) -> bool:
+    text = os.path.abspath(path) + "/"
+    return text.startswith(SYSTEM_ROOTS)
+
+
+def _is_run(path: Path) -> bool:
+    try:
+        return (path / "config.json").is_file() and not _system(path.resolve())
+    except OSError:
+        return False
