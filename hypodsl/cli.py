@@ -25,6 +25,7 @@ from hypodsl.cli_common import (
     console,
     ensure_writable_dir,
     err_console,
+    expand_specs,
     load_plan,
     read_spec,
     set_threads,
@@ -47,9 +48,9 @@ def _signature(run: str | None, signature: str | None) -> dict | None:
 def cmd_check(args: argparse.Namespace) -> int:
     signature = _signature(args.run, args.signature)
     failed = 0
-    for spec in args.specs:
+    for spec in expand_specs(args.specs):
         try:
-            plan = load_plan(Path(spec), signature)
+            plan = load_plan(spec, signature)
         except SpecError as e:
             err_console.print(str(e), markup=False)
             failed += 1
@@ -73,8 +74,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
     from hypodsl.formatter import fmt
 
     changed, failed = [], 0
-    for name in args.specs:
-        path = Path(name)
+    for path in expand_specs(args.specs):
+        name = str(path)
         text = read_spec(path)
         try:
             formatted = fmt(parse(text, name))
@@ -389,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check", help="validate specs (exit 0 valid, 2 with errors)")
-    check.add_argument("specs", nargs="+")
+    check.add_argument("specs", nargs="+", metavar="SPEC", help="a .hyp file, or a directory")
     _signature_args(check)
     check.set_defaults(func=cmd_check)
 
@@ -400,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
 
     fmt = sub.add_parser("fmt", help="rewrite specs in the canonical layout")
-    fmt.add_argument("specs", nargs="+")
+    fmt.add_argument("specs", nargs="+", metavar="SPEC", help="a .hyp file, or a directory")
     fmt.add_argument("--check", action="store_true", help="exit 1 if a file would change")
     fmt.add_argument("--stdout", action="store_true", help="print (highlighted), do not write")
     fmt.set_defaults(func=cmd_fmt)

@@ -42,6 +42,22 @@ def read_spec(spec_path: Path) -> str:
         raise SpecError(format_error(e)) from None
 
 
+def expand_specs(names: list[str]) -> list[Path]:
+    """Spec files as given; a directory stands for every `.hyp` file under it, sorted. Every
+    command that takes specs (`run`, `check`, `fmt`) expands them here."""
+    out: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(path.rglob("*.hyp"))
+            if not found:
+                raise UsageError(f"{path}: no .hyp files in this directory")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
 def load_plan(spec_path: Path, signature: dict | None) -> Plan:
     text = read_spec(spec_path)
     sources = {str(spec_path): text}

@@ -9,7 +9,9 @@ measuring. Exit codes: 0 every verdict as expected; 1 a claim misses its `expect
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ from hypodsl.cli_common import (
     console,
     ensure_writable_dir,
     err_console,
+    expand_specs,
     load_plan,
     read_spec,
     set_threads,
@@ -34,45 +37,74 @@ if TYPE_CHECKING:
 
 
 def _run_dirs(run: str | None, spec: Path, plan: Plan) -> list[Path]:
-    """--run, else the spec's `run`, else every run its `runs` glob matches."""
+    """--run (from the working directory), else the spec's `run`, else every run its `runs`
+    glob matches, each found from the spec's directory upward (`_search_upward`)."""
+    from runner.model.rundir import RunError
+
     if run:
         return [Path(run)]
     if plan.run is not None:
-        return [Path(plan.run.path)]
-    if plan.runs is not None:
-        from runner.engine.run_globs import matching_runs
+        where, path = f"`run {plan.run.name}`", plan.run.path
+        found = _search_upward(spec, path, lambda base: _existing(base / path))
+    elif plan.runs is not None:
+        from runner.engine.run_globs import runs_under
 
-        return matching_runs(plan, Path.cwd())
-    raise UsageError(f"{spec}: the spec declares no `run` or `runs`; pass --run RUN_DIR")
+        where, path = f"`runs {plan.runs.name}`", plan.runs.pattern
+        found = _search_upward(spec, path, lambda base: runs_under(plan, base))
+    else:
+        raise UsageError(f"{spec}: the spec declares no `run` or `runs`; pass --run RUN_DIR")
+    if not found:
+        raise RunError(
+            f"{where}: no {path!r} in {spec.parent.as_posix()}/ or any directory above it"
+        )
+    return [_shown(p) for p in found]
 
 
-def expand_specs(names: list[str]) -> list[Path]:
-    """Spec files as given; a directory stands for every `.hyp` file under it, sorted."""
-    out: list[Path] = []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            found = sorted(path.rglob("*.hyp"))
-            if not found:
-                raise UsageError(f"{path}: no .hyp files in this directory")
-            out += found
-        else:
-            out.append(path)
-    return out
+def _search_upward(spec: Path, path: str, find: Callable[[Path], list[Path]]) -> list[Path]:
+    """The rule for a path a spec names (docs/language.md, Running): a relative one is looked
+    up from the spec file's directory, then from each directory above it, and the first
+    directory from which it names something wins (as git finds `.git`). So `"runs/small"` in
+    specs/demo.hyp means ./runs/small whether `hypo` runs in the repository or elsewhere."""
+    here = Path(os.path.abspath(spec)).parent
+    bases = [here] if Path(path).is_absolute() else [here, *here.parents]
+    for base in bases:
+        found = find(base)
+        if found:
+            return found
+    return []
+
+
+def _existing(path: Path) -> list[Path]:
+    return [path] if os.path.lexists(path) else []
+
+
+def _shown(path: Path) -> Path:
+    """Relative to the working directory when below it, as messages and reports show it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def compile_for_run(spec: Path, run: str | None) -> tuple[Plan, list[Path]]:
     """The spec compiled against its run's signature, and the run directories to evaluate."""
-    from runner.model.rundir import RunError, read_signature
-
     plan = load_plan(spec, None)
     if not plan.claims:  # a file of shared declarations, imported by specs
         return plan, []
+    return compile_against_run(spec, plan, run)
+
+
+def compile_against_run(spec: Path, plan: Plan, run: str | None) -> tuple[Plan, list[Path]]:
+    """`plan` (the spec compiled alone) compiled again against its run's signature. A run that
+    cannot be found or read is a UsageError; a spec that does not fit the run, a SpecError."""
+    from runner.model.rundir import RunError, read_signature
+
     try:
         run_dirs = _run_dirs(run, spec, plan)
-        return load_plan(spec, read_signature(run_dirs[0])), run_dirs
+        signature = read_signature(run_dirs[0])
     except RunError as e:
         raise UsageError(f"{spec}: {e}") from None
+    return load_plan(spec, signature), run_dirs
 
 
 def run_specs(args: argparse.Namespace) -> int:

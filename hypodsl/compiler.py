@@ -245,7 +245,7 @@ class _Compiler(FeatureChecks):
     def window(self, st: s.WindowDecl) -> p.RangeWindow | p.BirthWindow:
         w = st.window
         if isinstance(w, s.WindowBirth):
-            cond = self.condition(w.birth.condition, None, w.birth.pos)
+            cond = self.birth_condition(w.birth, None)
             return p.BirthWindow(name=st.name.text, relation=w.relation, condition=cond)
         if w.start is not None and w.end is not None and w.start > w.end:
             self.error(f"window `{st.name.text}` starts after it ends ({w.start} > {w.end})", w.pos)
@@ -369,8 +369,8 @@ class _Compiler(FeatureChecks):
 
     def prediction(self, pr: s.Prediction) -> p.TimedPrediction | p.BirthOrder:
         if isinstance(pr, s.BirthOrder):
-            left = self.condition(pr.left.condition, pr.probe, pr.left.pos)
-            right = self.condition(pr.right.condition, pr.probe, pr.right.pos)
+            left = self.birth_condition(pr.left, pr.probe)
+            right = self.birth_condition(pr.right, pr.probe)
             return p.BirthOrder(
                 left=left,
                 relation=pr.relation,
@@ -397,14 +397,14 @@ class _Compiler(FeatureChecks):
             source=_ref(pr.pos),
         )
 
-    def condition(
-        self, cmp: s.Comparison, probe: s.Name | None, pos: SourcePosition
-    ) -> p.Condition:
-        on = self.default_probe(probe, cmp, pos)
+    def birth_condition(self, birth: s.Birth, probe: s.Name | None) -> p.Condition:
+        cmp = birth.condition
+        on = self.default_probe(probe, cmp, birth.pos)
         self.check_tested_on_other_data(_terms(cmp), on)
         return p.Condition(
-            left=self.expr(cmp.left), op=cmp.op, right=self.expr(cmp.right), probe=on
-        )
+            left=self.expr(cmp.left), op=cmp.op, right=self.expr(cmp.right), probe=on,
+            rule=birth.rule,
+        )  # fmt: skip
 
     def default_probe(self, probe: s.Name | None, cmp: s.Comparison, pos: SourcePosition) -> str:
         """The written `on PROBE`, else the probe named on the comparison's first quantity."""

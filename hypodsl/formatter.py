@@ -131,7 +131,8 @@ def comparison(c: s.Comparison) -> str:
 
 
 def birth(b: s.Birth) -> str:
-    return f"birth({comparison(b.condition)})"
+    rule = ", first" if b.rule == "first" else ""
+    return f"birth({comparison(b.condition)}{rule})"
 
 
 def window(w: s.Window) -> str:

@@ -41,6 +41,7 @@ KEYWORDS = (
     "neurons",
     "features",
     "heads",
+    "sustained",
     "where",
     "top",
     "by",

@@ -453,7 +453,13 @@ class _ToSyntax(FeatureRules):
         return s.BirthOrder(self._p(meta), c[0], str(c[1]), c[2], probe)  # type: ignore[arg-type]
 
     def birth(self, meta: Meta, c: list) -> s.Birth:
-        return s.Birth(self._p(meta), c[0])
+        return s.Birth(self._p(meta), c[0], *c[1:])
+
+    def sustained_crossing(self, meta: Meta, c: list) -> str:
+        return "sustained"
+
+    def first_crossing(self, meta: Meta, c: list) -> str:
+        return "first"
 
     # expressions
     def comparison(self, meta: Meta, c: list) -> s.Comparison:

@@ -212,6 +212,9 @@ class Condition(Frozen):
     op: Comparator
     right: Expr
     probe: str
+    # its birth: the first checkpoint from which it holds at every later one (`sustained`), or
+    # the first at which it holds (`first`)
+    rule: Literal["sustained", "first"] = "sustained"
 
 
 # --- windows, predictions, claims ----------------------------------------------------------

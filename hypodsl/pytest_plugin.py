@@ -54,6 +54,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "hypodsl: a claim of a .hyp spec (added to every claim)")
+    run = config.getoption("hypo_run")
+    if run and not Path(run).is_dir():  # as `hypo run --run`: refused before anything runs
+        raise pytest.UsageError(f"--hypo-run {run}: no such run directory")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -90,15 +93,27 @@ class SpecFile(pytest.File):
             yield item
 
     def _compile(self) -> tuple[Plan, list[Path]]:
-        """As `hypo run` does: paths relative to the working directory, the spec compiled
-        against its run's signature; a file without claims has no run to resolve."""
-        from hypodsl.cli_common import SpecError
-        from hypodsl.cli_run import compile_for_run
+        """As `hypo run` does: the spec compiled against its run's signature; a file without
+        claims has no run to resolve. A spec error is this file's collection error; a run that
+        cannot be found or read fails this spec's claims with its one line (set as
+        `_failure`), so the other specs of the session still run."""
+        from hypodsl.cli_common import SpecError, load_plan
+        from hypodsl.cli_run import compile_against_run
 
+        spec = Path(self._display_path())
         try:
-            return compile_for_run(Path(self._display_path()), self.config.getoption("hypo_run"))
-        except (SpecError, UserError) as e:  # file:line:col, or a run that cannot be used
+            plan = load_plan(spec, None)
+        except (SpecError, UserError) as e:  # file:line:col, or a file that cannot be read
             raise SpecProblem(str(e)) from None
+        if not plan.claims:
+            return plan, []
+        try:
+            return compile_against_run(spec, plan, self.config.getoption("hypo_run"))
+        except SpecError as e:  # the spec does not fit its run's model
+            raise SpecProblem(str(e)) from None
+        except UserError as e:
+            self._failure = str(e)
+            return plan, []
 
     def _display_path(self) -> str:
         try:

@@ -188,9 +188,11 @@ class Comparison(Node):
 
 @dataclass(frozen=True)
 class Birth(Node):
-    """`birth(COND)`: the first checkpoint from which COND holds and keeps holding."""
+    """`birth(COND)` or `birth(COND, sustained)`: the first checkpoint from which COND holds and
+    keeps holding; `birth(COND, first)`: the first checkpoint at which it holds."""
 
     condition: Comparison
+    rule: Literal["sustained", "first"] = "sustained"
 
 
 # --- windows and claims --------------------------------------------------------------------

@@ -25,7 +25,17 @@ MAX_RUNS = 1000
 
 def matching_runs(plan: Plan, base: Path) -> list[Path]:
     """The run directories (holding config.json) the plan's `runs` glob matches, relative to
-    `base` unless absolute, sorted."""
+    `base` unless absolute, sorted; an error when none does."""
+    found = runs_under(plan, base)
+    if not found:
+        assert plan.runs is not None
+        raise RunError(f"`runs {plan.runs.name}`: no run directory matches {plan.runs.pattern!r}")
+    return found
+
+
+def runs_under(plan: Plan, base: Path) -> list[Path]:
+    """As `matching_runs`, but no match is an empty list (a bad or hostile pattern is still an
+    error), so a caller can try another base."""
     assert plan.runs is not None
     where = f"`runs {plan.runs.name}`"
     pattern = plan.runs.pattern
@@ -33,8 +43,6 @@ def matching_runs(plan: Plan, base: Path) -> list[Path]:
         raise RunError(f"{where}: {pattern!r} is not a path pattern")
     full = Path(pattern) if Path(pattern).is_absolute() else base / pattern
     found = sorted(p for p in _expand(full, where) if _is_run(p))
-    if not found:
-        raise RunError(f"{where}: no run directory matches {pattern!r}")
     if len(found) > MAX_RUNS:
         raise RunError(f"{where}: {pattern!r} matches {len(found)} runs; at most {MAX_RUNS}")
     return found

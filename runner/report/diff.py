@@ -2,10 +2,14 @@
 
 Claims are matched by name. A change is a claim added or removed, a verdict that moved, or an
 estimate that moved by more than the rounding the reports print (1e-3, relative to its size).
+What was measured is compared first (`provenance_changes`): the plan's hash (the spec changed),
+each run's data and checkpoint hashes (the model changed), and the settings results depend on,
+so a reader can tell a spec edit from a model change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hypodsl.errors import UserError
-from runner.stats.results import ClaimResult, StudyResult
+from runner.stats.results import ClaimResult, Provenance, RunProvenance, StudyResult
 
 
 class ResultsError(UserError):
@@ -72,3 +76,77 @@ def diff(old: StudyResult, new: StudyResult) -> list[Change]:
 
 def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.4g}"
+
+
+# The settings results are a function of, besides the plan and the runs (docs/reproducibility.md)
+SETTINGS = ("seed", "n_resamples", "correction", "hypodsl_version", "torch_version", "device",
+            "jobs", "threads")  # fmt: skip
+SHORT = 12  # hex digits of a hash shown
+
+
+@dataclass(frozen=True)
+class ProvenanceChange:
+    subject: str  # "plan", "run NAME" or a setting's name
+    old: str
+    new: str
+    note: str  # what the change means, in words
+
+
+def provenance_changes(old: Provenance, new: Provenance) -> list[ProvenanceChange]:
+    """The plan hash, each run's data and checkpoint hashes, and the settings that differ."""
+    changes = []
+    if old.plan_hash != new.plan_hash:
+        changes.append(
+            ProvenanceChange("plan", old.plan_hash[:SHORT], new.plan_hash[:SHORT], "the spec changed")
+        )
+    before = {r.run: r for r in old.runs}
+    after = {r.run: r for r in new.runs}
+    for name in [r.run for r in old.runs if r.run not in after]:
+        changes.append(ProvenanceChange(f"run {name}", _checkpoints(before[name]), "—", "removed"))
+    for run in new.runs:
+        was = before.get(run.run)
+        if was is None:
+            changes.append(ProvenanceChange(f"run {run.run}", "—", _checkpoints(run), "added"))
+            continue
+        if was.data_hash != run.data_hash:
+            changes.append(
+                ProvenanceChange(
+                    f"run {run.run} data", was.data_hash[:SHORT], run.data_hash[:SHORT],
+                    "the probes' data changed",
+                )
+            )  # fmt: skip
+        if was.checkpoints != run.checkpoints:
+            changes.append(
+                ProvenanceChange(
+                    f"run {run.run} checkpoints", _checkpoints(was), _checkpoints(run),
+                    _checkpoint_note(was.checkpoints, run.checkpoints),
+                )
+            )  # fmt: skip
+    for key in SETTINGS:
+        a, b = getattr(old, key), getattr(new, key)
+        if a != b:
+            changes.append(ProvenanceChange(key, str(a), str(b), "a setting changed"))
+    return changes
+
+
+def _checkpoints(run: RunProvenance) -> str:
+    """One hash for a run's checkpoints read: SHA-256 over their (step, SHA-256) pairs."""
+    text = "\n".join(f"{step} {sha}" for step, sha in sorted(run.checkpoints.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:SHORT]
+
+
+def _checkpoint_note(old: dict[int, str], new: dict[int, str]) -> str:
+    changed = sorted(s for s in old.keys() & new.keys() if old[s] != new[s])
+    parts = []
+    if changed:
+        parts.append(f"{len(changed)} of {len(new)} changed (steps {_steps(changed)}): the model changed")
+    added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+    if added:
+        parts.append(f"steps {_steps(added)} read only now")
+    if removed:
+        parts.append(f"steps {_steps(removed)} read only before")
+    return "; ".join(parts)
+
+
+def _steps(steps: list[int]) -> str:
+    return ", ".join(map(str, steps)) if len(steps) <= 4 else f"{steps[0]} .. {steps[-1]}"

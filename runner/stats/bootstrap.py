@@ -125,6 +125,7 @@ class Test:
     p_value: float
     p_contrary: float
     effect_size: float | None = None
+    described: str | None = None  # replaces "STATISTIC is X [lo, hi]" in reasons, when set
 
 
 def small_sample_se(v: np.ndarray, n_clusters: int) -> float:
@@ -294,6 +295,15 @@ def births(steps: np.ndarray, holds: np.ndarray) -> np.ndarray:
     out = np.full(len(holds), np.inf)
     born = trailing > 0
     out[born] = steps[len(steps) - trailing[born]]
+    return out
+
+
+def first_crossings(steps: np.ndarray, holds: np.ndarray) -> np.ndarray:
+    """First checkpoint per row of holds [rows, checkpoints] (steps ascending) at which the
+    condition holds, whatever follows; +inf: it never holds."""
+    out = np.full(len(holds), np.inf)
+    ever = holds.any(axis=1)
+    out[ever] = steps[np.argmax(holds[ever], axis=1)]
     return out
 
 

@@ -320,7 +320,10 @@ class Judge:
             left, right, _ = self.sides(condition.left, condition.right, step, condition.probe)
             holds.append(OPS[condition.op](left, right))  # NaN compares False
         steps = np.asarray(self.m.steps, dtype=np.float64)
-        return bootstrap.births(steps, np.stack(holds, axis=1))
+        rows = np.stack(holds, axis=1)
+        if condition.rule == "first":
+            return bootstrap.first_crossings(steps, rows)
+        return bootstrap.births(steps, rows)
 
     def birth_estimate(self, condition: p.Condition, born: np.ndarray) -> BirthEstimate:
         ci = bootstrap.order_interval(born, self.confidence)
@@ -468,11 +471,25 @@ class Judge:
         }
         return Judged(fields=fields, test=test)
 
+    def _never_born(self, left: float, right: float) -> str:
+        """The birth order's plug-in births in words, when a side is never born."""
+
+        def when(step: float) -> str:
+            return f"at step {int(step)}" if math.isfinite(step) else "never"
+
+        return (
+            f"the left condition is born {when(left)}, the right {when(right)} (not by the last "
+            f"checkpoint, step {self.m.steps[-1]}; a condition never born counts as born after "
+            "every step)"
+        )
+
     def _birth_order(self, pred: p.BirthOrder) -> Judged:
         left, right = self.birth(pred.left), self.birth(pred.right)
         if not (math.isfinite(left[0]) or math.isfinite(right[0])):
             raise NotEvaluable("neither condition is born by the last checkpoint")
         test = bootstrap.birth_order(left, right, pred.relation, self.confidence)
+        if not (math.isfinite(left[0]) and math.isfinite(right[0])):
+            test = dataclasses.replace(test, described=self._never_born(left[0], right[0]))
         fields = {
             "steps": tuple(self.m.steps),
             **self._test_fields(test),

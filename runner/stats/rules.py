@@ -29,7 +29,7 @@ def decide(
 ) -> tuple[Verdict, str]:
     alpha = 1 - confidence
     ci = test.interval
-    measured = (
+    measured = test.described or (
         f"{test.statistic} is {test.estimate:.4g} [{ci.low:.4g}, {ci.high:.4g}], "
         f"needed {test.bound}"
     )

@@ -309,3 +309,34 @@ def test_cli_cache_commands_and_bad_run_options(tiny_run: Path, tmp_path: Path, 
     if not torch.cuda.is_available():
         assert main([*args, "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_a_birth_rule_is_the_specs_choice_and_never_born_is_said(tiny_run: Path):
+    """`birth(C, first)`: the first checkpoint where C holds; `birth(C)`: from where it keeps
+    holding. A condition that holds at one checkpoint and fails later (the loss above a bound
+    only its highest value exceeds) is born there by the first rule and never by the sustained
+    one; the reason says which side is never born."""
+    series = (
+        claim(judge(tiny_run, 'claim s "loss" { over every (all) on iid: loss < 100 }\n'), "s")
+        .predictions[0]
+        .series
+    )
+    losses = [s.estimate for s in series]
+    steps = [s.step for s in series]
+    fades = float(np.sort(losses)[-2]) + 1e-9  # only the highest loss is above it
+    peak = losses.index(max(losses))
+    assert peak < len(steps) - 1  # it holds there, then fails: never born for good
+    text = f"""claim first_rule "held at the start" {{
+  birth(loss > {fades}, first) before birth(loss < 100) on iid
+}}
+claim sustained_rule "never held to the end" {{
+  birth(loss < 100) before birth(loss > {fades}) on iid
+}}
+"""
+    result = judge(tiny_run, text)
+    first = claim(result, "first_rule").predictions[0]
+    assert [b.step for b in first.births] == [steps[peak], steps[0]]
+    sustained = claim(result, "sustained_rule").predictions[0]
+    assert [b.step for b in sustained.births] == [steps[0], None]
+    assert "the right never (not by the last checkpoint" in sustained.reason
+    assert sustained.verdict == "supported" and "inf" not in sustained.reason
