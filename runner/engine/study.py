@@ -30,6 +30,7 @@ from hypodsl import plan as p
 from runner.engine import selections, sources
 from runner.engine.allocator import keep_freed_memory
 from runner.engine.cache import MeasurementCache, entry_key
+from runner.engine.probe_budget import check_probe_fits
 from runner.engine.progress import Progress, Silent
 from runner.engine.step_worker import StepOutcome, StepTask, load_probes, measure_step, resolve_step
 from runner.features.basis import Basis, BasisError, FittedRun, load_basis
@@ -295,6 +296,9 @@ class Engine:
                         if isinstance(i, p.Patch) and i.from_probe
                     )  # fmt: skip
         splits = load_probes(self.run_dir, self.plan.probes) if probe_names else {}
+        for name in sorted(probe_names):
+            tokens = splits[name].tokens
+            check_probe_fits(name, tokens.shape[0], tokens.shape[1], self.config.model)
         probe_hashes = {
             name: probe_hash(splits[name], self.plan.probe(name)) for name in probe_names
         }
