@@ -55,7 +55,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             err_console.print(str(e), markup=False)
             failed += 1
             continue
-        console.print(f"{for_terminal(spec)}: ok ({len(plan.claims)} claims)")
+        console.print(f"{for_terminal(spec)}: ok ({len(plan.claims)} claims)", soft_wrap=True)
     return 2 if failed else 0
 
 
@@ -90,7 +90,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             if not args.check:
                 _write_atomically(path, formatted)
     for name in changed:
-        console.print(f"{'would reformat' if args.check else 'reformatted'} {for_terminal(name)}")
+        said = "would reformat" if args.check else "reformatted"
+        console.print(f"{said} {for_terminal(name)}", soft_wrap=True)
     if failed:
         return 2
     return 1 if args.check and changed else 0
@@ -145,9 +146,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from runner.report.diff import diff, load_results
+    from runner.report.diff import SHORT, diff, load_results, provenance_changes
 
-    changes = diff(load_results(Path(args.old)), load_results(Path(args.new)))
+    old, new = load_results(Path(args.old)), load_results(Path(args.new))
+    measured = provenance_changes(old.provenance, new.provenance)
+    if not measured:
+        console.print(
+            f"same plan ({old.provenance.plan_hash[:SHORT]}), data, checkpoints, settings"
+        )
+    for m in measured:  # first what was measured: a spec edit, a model change, a setting
+        line = f"{m.subject}: {m.old} -> {m.new} — {m.note}"
+        console.print(for_terminal(line), soft_wrap=True)
+    changes = diff(old, new)
     if not changes:
         console.print("no claim changed")
         return 0

@@ -201,13 +201,13 @@ def _run_one(
 ) -> StudyResult:
     from runner.engine.study import run_study
     from runner.report.files import write_reports
-    from runner.report.terminal import RichProgress, claim_details, summary_table
+    from runner.report.terminal import claim_details, progress_for, summary_table
 
     counts: dict[str, int] = {}
     seconds: dict[str, float] = {}
     figures = bool(args.report) and not args.no_figures
     started = time.perf_counter()
-    with RichProgress(console) as progress:
+    with progress_for(console, err_console) as progress:  # bars, or lines in a CI log
         result = run_study(
             plan, run_dirs, seed=args.seed, progress=progress, cache_dir=cache_dir,
             jobs=args.jobs, device=device, threads=args.threads, counts=counts,

@@ -6,6 +6,8 @@ claim's verdict is what is expected of it: its `expect`, else the baseline's (`-
 else Supported; Unsupported in the baseline and Supported now passes with a warning (see
 `runner.report.gate`). A `pending` claim is skipped as a next test. `mark NAME` in a spec puts
 the pytest mark NAME on each of its claims, so `-m` selects specs; `-k` selects claims by name.
+A spec error is that file's collection error; a run that cannot be found or read fails that
+spec's claims with its one line, and the other specs still run.
 
 Registered through the `pytest11` entry point in pyproject.toml, so installing hypodsl is enough.
 """

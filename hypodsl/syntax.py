@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hypodsl.errors import SourcePosition
+from hypodsl.plan import Verdict
 
-Verdict = Literal["supported", "negative", "unsupported"]
 Comparator = Literal["<", "<=", ">", ">="]
 
 

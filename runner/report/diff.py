@@ -97,13 +97,31 @@ def provenance_changes(old: Provenance, new: Provenance) -> list[ProvenanceChang
     changes = []
     if old.plan_hash != new.plan_hash:
         changes.append(
-            ProvenanceChange("plan", old.plan_hash[:SHORT], new.plan_hash[:SHORT], "the spec changed")
+            ProvenanceChange(
+                "plan",
+                old.plan_hash[:SHORT],
+                new.plan_hash[:SHORT],
+                "the spec or its imports changed",
+            )
         )
-    before = {r.run: r for r in old.runs}
-    after = {r.run: r for r in new.runs}
-    for name in [r.run for r in old.runs if r.run not in after]:
+    changes += _run_changes(old.runs, new.runs)
+    for key in SETTINGS:
+        a, b = getattr(old, key), getattr(new, key)
+        if a != b:
+            changes.append(ProvenanceChange(key, str(a), str(b), "a setting changed"))
+    return changes
+
+
+def _run_changes(
+    old: tuple[RunProvenance, ...], new: tuple[RunProvenance, ...]
+) -> list[ProvenanceChange]:
+    """Runs matched by name: added, removed, or read other data or checkpoints."""
+    changes = []
+    before = {r.run: r for r in old}
+    after = {r.run: r for r in new}
+    for name in [r.run for r in old if r.run not in after]:
         changes.append(ProvenanceChange(f"run {name}", _checkpoints(before[name]), "—", "removed"))
-    for run in new.runs:
+    for run in new:
         was = before.get(run.run)
         if was is None:
             changes.append(ProvenanceChange(f"run {run.run}", "—", _checkpoints(run), "added"))
@@ -122,10 +140,6 @@ def provenance_changes(old: Provenance, new: Provenance) -> list[ProvenanceChang
                     _checkpoint_note(was.checkpoints, run.checkpoints),
                 )
             )  # fmt: skip
-    for key in SETTINGS:
-        a, b = getattr(old, key), getattr(new, key)
-        if a != b:
-            changes.append(ProvenanceChange(key, str(a), str(b), "a setting changed"))
     return changes
 
 
@@ -139,7 +153,9 @@ def _checkpoint_note(old: dict[int, str], new: dict[int, str]) -> str:
     changed = sorted(s for s in old.keys() & new.keys() if old[s] != new[s])
     parts = []
     if changed:
-        parts.append(f"{len(changed)} of {len(new)} changed (steps {_steps(changed)}): the model changed")
+        parts.append(
+            f"{len(changed)} of {len(new)} differ (steps {_steps(changed)}): the model changed"
+        )
     added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
     if added:
         parts.append(f"steps {_steps(added)} read only now")

@@ -1,11 +1,13 @@
-"""Rich renderables of results (pure functions, printed only by the CLI) and progress bars.
+"""Rich renderables of results (pure functions, printed only by the CLI) and progress: bars on
+a terminal, plain lines in a log.
 
 Everything here fits an 80-column terminal: long cells fold instead of widening the table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.progress import (
@@ -210,3 +212,63 @@ class RichProgress:
     def advance(self) -> None:
         if self.task is not None:
             self.bars.advance(self.task)
+
+
+LOG_INTERVAL_S = 5.0  # seconds between progress lines in a log, and of silence at first
+
+
+class PlainProgress:
+    """Progress as plain lines for a log (stdout not a terminal, as in CI), so a cold run of
+    many minutes is never silent: each phase's name and counts when it starts, at most one line
+    every `interval` seconds while it runs, and one when it ends. A run's first `interval`
+    seconds print nothing, so a quick run (or one refused at once) adds no lines to its output."""
+
+    def __init__(
+        self, console: Console, interval: float = LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):  # fmt: skip
+        self.console, self.interval, self.clock = console, interval, clock
+        self.opened = clock()
+        self.name, self.total, self.done = "", 0, 0
+        self.started = self.shown = 0.0
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self._end()
+
+    def phase(self, name: str, total: int) -> None:
+        self._end()
+        self.name, self.total, self.done = name, total, 0
+        self.started = self.shown = self.clock()
+        self._line(f"{self.name}: 0/{self.total}")
+
+    def advance(self) -> None:
+        if not self.name:
+            return
+        self.done += 1
+        if self.done >= self.total:
+            self._end()
+        elif self.clock() - self.shown >= self.interval:
+            self.shown = self.clock()
+            self._line(f"{self.name}: {self.done}/{self.total}, {self.shown - self.started:.0f} s")
+
+    def _end(self) -> None:
+        if self.name:
+            took = self.clock() - self.started
+            self._line(f"{self.name}: {self.done}/{self.total} done in {took:.1f} s")
+            self.name = ""
+
+    def _line(self, text: str) -> None:
+        if self.clock() - self.opened >= self.interval:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def progress_for(console: Console, log: Console) -> RichProgress | PlainProgress:
+    """Bars when `console` is a terminal, else plain lines on `log` (stderr, beside the
+    results on stdout)."""
+    if console.is_terminal:
+        return RichProgress(console)
+    return PlainProgress(log, LOG_INTERVAL_S)

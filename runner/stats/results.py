@@ -6,11 +6,9 @@ settings give byte-identical results JSON on one machine (docs/reproducibility.m
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, model_validator
 
-Verdict = Literal["supported", "negative", "unsupported"]
+from hypodsl.plan import Verdict
 
 
 class Frozen(BaseModel):

@@ -184,11 +184,30 @@ def test_pytest_selection_marks_and_junitxml(pytester: pytest.Pytester, project:
 
 def test_pytest_reports_spec_errors_at_collection(pytester: pytest.Pytester, project: Path):
     result = run_pytest(pytester, project, "--hypo-run", "nowhere")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*specs/tiny.hyp*nowhere*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # as `hypo run --run nowhere`: exit 2
+    result.stderr.fnmatch_lines(["ERROR: --hypo-run nowhere: no such run directory"])
     spec = project / "specs" / "tiny.hyp"
     spec.write_text('study "x"\nclaim c "y" {\n  at final: loss <\n}\n')
     result = run_pytest(pytester, project)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*specs/tiny.hyp:4:1*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_spec_whose_run_is_missing_fails_only_its_own_claims(
+    pytester: pytest.Pytester, project: Path
+):
+    """Its run is a one-line failure of each of its claims (its pending one still skips);
+    the session goes on, and the other spec's claims run and pass."""
+    (project / "specs" / "gone.hyp").write_text(
+        'study "gone"\nrun gone = "runs/gone"\nprobe iid = split test_iid n 8\n'
+        'claim a "t" {\n  at final on iid: loss < 5.5\n}\n'
+        'claim b "u" {\n  at final on iid: loss < 6\n}\nclaim later "v" pending\n'
+    )
+    result = run_pytest(pytester, project, "-k", "not accurate and not trend", "-v")
+    result.assert_outcomes(passed=1, failed=2, skipped=2)
+    reason = "specs/gone.hyp: `run gone`: no 'runs/gone' in specs/ or any directory above it"
+    result.stdout.fnmatch_lines(["*specs/tiny.hyp::low_loss PASSED*"], consecutive=False)
+    assert result.stdout.str().count(reason) >= 2  # once per failed claim
+    result.stdout.fnmatch_lines(["FAILED specs/gone.hyp::a*", "FAILED specs/gone.hyp::b*"])
+    assert "Traceback" not in result.stdout.str() and "Interrupted" not in result.stdout.str()

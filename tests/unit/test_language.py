@@ -18,8 +18,8 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 SIGNATURE = {  # the shape of the `small` run's signature.json
     "model": {"n_layers": 2, "n_heads": 4, "d_model": 128, "d_head": 32, "d_ff": 512},
     "roles": list(ROLE_NAMES),
-    "splits": {"test_iid": 2048, "heldout": 2048, "structural_ood": 2048},
-    "checkpoints": [0, 100, 500, 1000, 4500],
+    "splits": {"val_iid": 2048, "test_iid": 2048, "heldout": 2048, "structural_ood": 2048},
+    "checkpoints": [0, 100, 500, 1000, 4250, 4500],
 }
 
 GOOD = """study "S"

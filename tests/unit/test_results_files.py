@@ -57,3 +57,43 @@ def test_diff_names_moved_verdicts_estimates_and_added_claims(tmp_path: Path, ca
     assert old.claims[1].name in out and "negative" in out
     assert main(["diff", str(DEMO), str(DEMO)]) == 0
     assert "no claim changed" in capsys.readouterr().out
+
+
+def test_diff_tells_a_spec_edit_from_a_model_change(tmp_path: Path, capsys):
+    """The header before the claim changes: the plan hash (the spec changed), a run's
+    checkpoint hashes (the model changed) and a setting, each only when it differs."""
+    data = json.loads(DEMO.read_text())
+    run = data["provenance"]["runs"][0]
+    final = max(run["checkpoints"], key=int)
+    spec_edit = json.loads(json.dumps(data))
+    spec_edit["provenance"]["plan_hash"] = "ab" * 32
+    retrained = json.loads(json.dumps(data))
+    retrained["provenance"]["runs"][0]["checkpoints"][final] = "cd" * 32
+    retrained["provenance"]["threads"] += 1
+    old_plan = data["provenance"]["plan_hash"][:12]
+
+    assert main(["diff", str(DEMO), str(_write(tmp_path / "spec.json", spec_edit))]) == 0
+    out = capsys.readouterr().out
+    assert f"plan: {old_plan} -> abababababab — the spec or its imports changed" in out
+    assert "checkpoints" not in out and "no claim changed" in out
+
+    assert main(["diff", str(DEMO), str(_write(tmp_path / "model.json", retrained))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    name = run["run"]
+    assert lines[0].startswith(f"run {name} checkpoints: ")
+    assert lines[0].endswith(
+        f"1 of {len(run['checkpoints'])} differ (steps {final}): the model changed"
+    )
+    old_hash, new_hash = lines[0].split(": ")[1].split(" — ")[0].split(" -> ")
+    assert old_hash != new_hash and len(old_hash) == len(new_hash) == 12
+    threads = data["provenance"]["threads"]
+    assert lines[1] == f"threads: {threads} -> {threads + 1} — a setting changed"
+    assert not any(line.startswith("plan:") for line in lines)
+
+    assert main(["diff", str(DEMO), str(DEMO)]) == 0
+    assert capsys.readouterr().out.startswith(f"same plan ({old_plan}), data, checkpoints")
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data))
+    return path
