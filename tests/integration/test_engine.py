@@ -80,14 +80,18 @@ claim at20 "loss at 20" { at 20 on iid: loss < 6 }
     assert trend.p_value is not None and 0 < trend.p_value <= 1
 
 
-def test_births_and_birth_windows_match_the_definition(tiny_run: Path):
+def loss_series(tiny_run: Path) -> tuple[list[int], list[float]]:
+    """The IID loss at every checkpoint of the tiny run, as the engine measures it."""
     series = (
         claim(judge(tiny_run, 'claim s "loss" { over every (all) on iid: loss < 100 }\n'), "s")
         .predictions[0]
         .series
     )
-    losses = [s.estimate for s in series]
-    steps = [s.step for s in series]
+    return [s.step for s in series], [s.estimate for s in series]
+
+
+def test_births_and_birth_windows_match_the_definition(tiny_run: Path):
+    steps, losses = loss_series(tiny_run)
     # thresholds between observed losses, so both conditions are born somewhere in the run
     low = float(np.sort(losses)[len(losses) // 2]) + 1e-9
     high = float(np.max(losses)) + 1.0
@@ -316,13 +320,7 @@ def test_a_birth_rule_is_the_specs_choice_and_never_born_is_said(tiny_run: Path)
     holding. A condition that holds at one checkpoint and fails later (the loss above a bound
     only its highest value exceeds) is born there by the first rule and never by the sustained
     one; the reason says which side is never born."""
-    series = (
-        claim(judge(tiny_run, 'claim s "loss" { over every (all) on iid: loss < 100 }\n'), "s")
-        .predictions[0]
-        .series
-    )
-    losses = [s.estimate for s in series]
-    steps = [s.step for s in series]
+    steps, losses = loss_series(tiny_run)
     fades = float(np.sort(losses)[-2]) + 1e-9  # only the highest loss is above it
     peak = losses.index(max(losses))
     assert peak < len(steps) - 1  # it holds there, then fails: never born for good
