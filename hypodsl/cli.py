@@ -379,6 +379,72 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from runner.atomic import atomic_write_text
+    from runner.model.rundir import RunError
+    from runner.report.explore import ExploreError, explore, sparkline, table_csv, write_figure
+
+    set_threads(args.threads)
+    run = Path(args.run)
+    if args.out:
+        ensure_writable_dir(Path(args.out), "--out")
+    try:
+        explored = explore(
+            run, args.quantities, split=args.split, n=args.n, seed=args.seed,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        )  # fmt: skip
+    except (ExploreError, RunError) as error:
+        raise UsageError(str(error)) from None
+    console.print(
+        f"{for_terminal(run.name)} on {args.n} sequences of {for_terminal(args.split)} "
+        "(a discovery probe: test what you find on another split)"
+    )
+    summary = Table(show_edge=False)
+    for column in ("quantity", "first", "last", "min", "max"):
+        summary.add_column(column, justify="left" if column == "quantity" else "right")
+    longest = max(len(item.points) for item in explored)
+    summary.add_column("trajectory", no_wrap=True, min_width=longest)
+    for item in explored:
+        values = [pt.estimate for pt in item.points]
+        known = [v for v in values if v is not None]
+        if not known:
+            summary.add_row(
+                Text(for_terminal(item.quantity)), "—", "—", "—", "—", for_terminal(item.reason)
+            )
+            continue
+        summary.add_row(
+            Text(for_terminal(item.quantity)), f"{known[0]:.3g}", f"{known[-1]:.3g}",
+            f"{min(known):.3g}", f"{max(known):.3g}", sparkline(values),
+        )  # fmt: skip
+    console.print(summary)
+    steps = Table(show_edge=False)
+    steps.add_column("step", justify="right")
+    for item in explored:
+        steps.add_column(Text(for_terminal(item.quantity)), justify="right")
+    by_step = [{pt.step: pt for pt in item.points} for item in explored]
+    for step in sorted({pt.step for item in explored for pt in item.points}):
+        cells = []
+        for points in by_step:
+            pt = points.get(step)
+            if pt is None or pt.estimate is None:
+                cells.append("—")
+            elif pt.interval is None:
+                cells.append(f"{pt.estimate:.3g}")
+            else:
+                cells.append(f"{pt.estimate:.3g} [{pt.interval.low:.3g}, {pt.interval.high:.3g}]")
+        steps.add_row(str(step), *cells)
+    console.print(steps)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_text(out / "explore.csv", table_csv(explored))
+        write_figure(explored, out / "explore.png", run.name)
+        console.print(f"wrote {for_terminal(out / 'explore.csv')} and explore.png")
+    return 0
+
+
 THREADS = bounded_int(1, 1024)
 JOBS = bounded_int(1, 256)
 SEED_MAX = 2**63 - 1
@@ -459,6 +525,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir", help="measurement cache (default $HYPODSL_CACHE or .hypo-cache)"
     )
     run.set_defaults(func=cmd_run)
+
+    explore_cmd = sub.add_parser(
+        "explore", help="quantities across every checkpoint of a run, on a discovery probe"
+    )
+    explore_cmd.add_argument(
+        "quantities", nargs="+", metavar="QUANTITY",
+        help="as in a spec: accuracy, 'attention(L0.H3, from=answer, to=match_value)', ...",
+    )  # fmt: skip
+    explore_cmd.add_argument("--run", required=True, help="the run directory")
+    explore_cmd.add_argument("--split", default="val_iid", help="the probe's split (val_iid)")
+    explore_cmd.add_argument("--n", type=bounded_int(1, 100_000), default=256,
+                             help="sequences in the probe (256)")  # fmt: skip
+    explore_cmd.add_argument("--seed", type=SEED, default=0, help="the probe's sampling seed")
+    explore_cmd.add_argument("--out", help="write explore.csv and explore.png here")
+    explore_cmd.add_argument("--threads", type=THREADS, default=None)
+    explore_cmd.add_argument("--cache-dir", help="the measurement cache (default .hypo-cache)")
+    explore_cmd.set_defaults(func=cmd_explore)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of results files")
     schema.add_argument("--out", help="write it to this file instead")
