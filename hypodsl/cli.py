@@ -384,8 +384,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from runner.atomic import atomic_write_text
+    from runner.engine.explore import ExploreError, explore
     from runner.model.rundir import RunError
-    from runner.report.explore import ExploreError, explore, sparkline, table_csv, write_figure
+    from runner.report.explore import sparkline, table_csv, write_figure
 
     set_threads(args.threads)
     run = Path(args.run)
@@ -405,27 +406,32 @@ def cmd_explore(args: argparse.Namespace) -> int:
     summary = Table(show_edge=False)
     for column in ("quantity", "first", "last", "min", "max"):
         summary.add_column(column, justify="left" if column == "quantity" else "right")
-    longest = max(len(item.points) for item in explored)
+    longest = max(len(item.trajectory.points) for item in explored)
     summary.add_column("trajectory", no_wrap=True, min_width=longest)
     for item in explored:
-        values = [pt.estimate for pt in item.points]
+        values = [pt.estimate for pt in item.trajectory.points]
         known = [v for v in values if v is not None]
         if not known:
             summary.add_row(
-                Text(for_terminal(item.quantity)), "—", "—", "—", "—", for_terminal(item.reason)
+                Text(for_terminal(item.trajectory.label)),
+                "—",
+                "—",
+                "—",
+                "—",
+                for_terminal(item.reason),
             )
             continue
         summary.add_row(
-            Text(for_terminal(item.quantity)), f"{known[0]:.3g}", f"{known[-1]:.3g}",
+            Text(for_terminal(item.trajectory.label)), f"{known[0]:.3g}", f"{known[-1]:.3g}",
             f"{min(known):.3g}", f"{max(known):.3g}", sparkline(values),
         )  # fmt: skip
     console.print(summary)
     steps = Table(show_edge=False)
     steps.add_column("step", justify="right")
     for item in explored:
-        steps.add_column(Text(for_terminal(item.quantity)), justify="right")
-    by_step = [{pt.step: pt for pt in item.points} for item in explored]
-    for step in sorted({pt.step for item in explored for pt in item.points}):
+        steps.add_column(Text(for_terminal(item.trajectory.label)), justify="right")
+    by_step = [{pt.step: pt for pt in item.trajectory.points} for item in explored]
+    for step in sorted({pt.step for item in explored for pt in item.trajectory.points}):
         cells = []
         for points in by_step:
             pt = points.get(step)
@@ -439,8 +445,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     console.print(steps)
     if args.out:
         out = Path(args.out)
-        atomic_write_text(out / "explore.csv", table_csv(explored))
-        write_figure(explored, out / "explore.png", run.name)
+        atomic_write_text(out / "explore.csv", table_csv([item.trajectory for item in explored]))
+        write_figure([item.trajectory for item in explored], out / "explore.png", run.name)
         console.print(f"wrote {for_terminal(out / 'explore.csv')} and explore.png")
     return 0
 

@@ -11,9 +11,10 @@ import pytest
 from hypodsl.cli import main
 from hypodsl.compiler import compile_spec
 from hypodsl.parser import parse
+from runner.engine.explore import explore
 from runner.engine.study import run_study
 from runner.model.checkpoints import list_steps
-from runner.report.explore import explore, sparkline
+from runner.report.explore import sparkline
 
 
 def test_a_sparkline_spans_the_values_and_leaves_gaps():
@@ -24,7 +25,8 @@ def test_a_sparkline_spans_the_values_and_leaves_gaps():
 
 def test_explored_values_are_those_a_claim_measures(tiny_run: Path, tmp_path: Path):
     quantity = "attention(L1.H0, from=answer, to=match_value)"
-    (explored,) = explore(tiny_run, [quantity], split="val_iid", n=32, cache_dir=tmp_path)
+    (result,) = explore(tiny_run, [quantity], split="val_iid", n=32, cache_dir=tmp_path)
+    explored = result.trajectory
     assert [pt.step for pt in explored.points] == list_steps(tiny_run)
     text = (
         'study "s"\nprobe pick = split val_iid n 32 seed 0\n'
