@@ -95,9 +95,12 @@ test-kernels: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The spec fuzzer at 20,000 mutants (CI runs 3,000): about 5 minutes on 2 cores.
+# The spec fuzzer at 20,000 mutants and the import and task-file fuzzers at 20,000 cases each
+# (CI runs 3,000 and 1,500).
 fuzz: $(STAMP)
-	HYPO_FUZZ_MUTANTS=20000 $(BIN)/python -m pytest -q tests/unit/test_fuzz_cli.py
+	HYPO_FUZZ_MUTANTS=20000 HYPO_FUZZ_CASES=20000 $(BIN)/python -m pytest -q \
+		tests/unit/test_fuzz_cli.py tests/integration/test_import_faults.py \
+		tests/integration/test_taskfile_faults.py -k fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check hypodsl runner tests benchmarks

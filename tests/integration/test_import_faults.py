@@ -28,6 +28,9 @@ from tests.integration.fault_helpers import (
     write_task,
 )
 
+# Seeded fuzz cases: 1,500 in the suite, more with `make fuzz` (HYPO_FUZZ_CASES).
+FUZZ_CASES = int(os.environ.get("HYPO_FUZZ_CASES", "1500"))
+
 FIRST = "checkpoint-0"
 
 
@@ -509,7 +512,7 @@ def test_fuzzed_hf_configs_end_in_success_or_one_line(tmp_path, capsys):
     series = write_series(tmp_path / "hf", steps=(0,))
     config = series / FIRST / "config.json"
     outcomes = {0: 0, 2: 0}
-    for case in range(150):
+    for case in range(FUZZ_CASES):
         config.write_bytes(mutated_config(rng))
         out = tmp_path / f"out{case}"
         started = time.monotonic()

@@ -33,6 +33,9 @@ def example(**fields: object) -> dict:
     return {"tokens": [1, 2, 3, 4], "examples": [LINE["examples"][0] | fields]}
 
 
+# Seeded fuzz cases: 1,500 in the suite, more with `make fuzz` (HYPO_FUZZ_CASES).
+FUZZ_CASES = int(os.environ.get("HYPO_FUZZ_CASES", "1500"))
+
 DEEP = '{"tokens": ' + "[" * 100_000 + "]" * 100_000 + "}"
 LINE_CASES = {  # the second line of held.jsonl, and what its error says after `held.jsonl:2: `
     "nested 100,000 deep": (DEEP, "JSON nested too deeply"),
@@ -221,7 +224,7 @@ def fuzzed_task(rng: random.Random, root: Path) -> Path:
 def test_fuzzed_task_files_end_in_success_or_one_line(tmp_path, capsys, series):
     rng = random.Random(7)
     outcomes = {0: 0, 2: 0}
-    for case in range(200):
+    for case in range(FUZZ_CASES):
         task = fuzzed_task(rng, tmp_path / f"task{case}")
         out = tmp_path / f"out{case}"
         started = time.monotonic()
