@@ -56,10 +56,16 @@ class FeatureChecks:
     # --- declarations ---------------------------------------------------------------------
 
     def declare_basis(self, st: s.BasisDecl) -> None:
+        if st.sha256 is not None and not re.fullmatch(r"[0-9a-f]{12,64}", st.sha256):
+            self.error(
+                "`sha256` takes 12 to 64 lowercase hex digits of the basis weights' SHA-256 "
+                "(`hypo features explore` and the run's signature.json show it)",
+                st.pos,
+            )
         width = self._check_basis_entry(st)
         if self.declare(st.name, "basis"):
             self.scope.bases[st.name.text] = p.BasisRef(
-                name=st.name.text, path=st.path, site=st.site
+                name=st.name.text, path=st.path, site=st.site, sha256=st.sha256
             )
             self.scope.basis_width[st.name.text] = width
 
@@ -91,6 +97,14 @@ class FeatureChecks:
                     st.pos,
                 )
                 break
+        weights = entry.get("weights_sha256")
+        if st.sha256 is not None and isinstance(weights, str) and not weights.startswith(st.sha256):
+            self.error(
+                f"basis `{st.name.text}` is pinned to sha256 {st.sha256}, but the run's basis at "
+                f"`{st.path}` is {weights[:12]}: it was fitted again, and its feature ids name "
+                "other directions",
+                st.pos,
+            )
         width = entry.get("d_sae")
         return width if isinstance(width, int) and width > 0 else None
 

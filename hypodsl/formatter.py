@@ -185,8 +185,9 @@ def statement_head(st: s.Statement) -> str:
             return f"path {name.text} = {path(p)}"
         case s.CircuitDecl(name=name, paths=paths):
             return f"circuit {name.text} = {' + '.join(p.text for p in paths)}"
-        case s.BasisDecl(name=name, path=p, site=site):
-            return f"basis {name.text} = {string(p)}" + (f" at {string(site)}" if site else "")
+        case s.BasisDecl(name=name, path=p, site=site, sha256=pin):
+            text = f"basis {name.text} = {string(p)}" + (f" at {string(site)}" if site else "")
+            return text + (f" sha256 {string(pin)}" if pin else "")
         case s.FamilyDecl(name=name, features=features):
             return f"family {name.text} = {node(features)}"
         case s.SelectDecl():

@@ -36,6 +36,7 @@ KEYWORDS = (
     "final",
     "first",
     "basis",
+    "sha256",
     "family",
     "select",
     "neurons",

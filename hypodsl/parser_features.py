@@ -54,11 +54,15 @@ class FeatureRules(Transformer):
         return s.Call(self._p(meta), self._name(c[0]), args)
 
     def basis_decl(self, meta: Meta, c: list) -> s.BasisDecl:
-        site = c[2] if len(c) > 2 else None
-        return s.BasisDecl(self._p(meta), self._name(c[0]), self._str(c[1]), site)
+        site = next((x[1] for x in c[2:] if x[0] == "site"), None)
+        pin = next((x[1] for x in c[2:] if x[0] == "sha256"), None)
+        return s.BasisDecl(self._p(meta), self._name(c[0]), self._str(c[1]), site, pin)
 
-    def basis_site(self, meta: Meta, c: list) -> str:
-        return self._str(c[0])
+    def basis_site(self, meta: Meta, c: list) -> tuple[str, str]:
+        return "site", self._str(c[0])
+
+    def basis_pin(self, meta: Meta, c: list) -> tuple[str, str]:
+        return "sha256", self._str(c[0])
 
     def family_decl(self, meta: Meta, c: list) -> s.FamilyDecl:
         return s.FamilyDecl(self._p(meta), self._name(c[0]), c[1])

@@ -304,6 +304,8 @@ class BasisRef(Frozen):
     name: str
     path: str
     site: str | None = None  # the hook the spec says it reads, checked against the basis
+    # a prefix of the basis weights' SHA-256: feature ids mean the directions of that basis only
+    sha256: str | None = None
 
 
 class Criterion(Frozen):

@@ -324,11 +324,13 @@ class CircuitDecl(Node):
 
 @dataclass(frozen=True)
 class BasisDecl(Node):
-    """`basis l2 = "features/l2" at "blocks.1.hook_resid_post"` (the site is optional)."""
+    """`basis l2 = "features/l2" at "blocks.1.hook_resid_post" sha256 "109f8fbab27c"` (the
+    site and the pin, a prefix of the basis weights' SHA-256, are optional)."""
 
     name: Name
     path: str
     site: str | None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)

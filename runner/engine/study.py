@@ -152,6 +152,13 @@ class Engine:
                 why = f"fitted at `{basis.info.site}`, not `{ref.site}`"
                 self.blocked[f"basis:{ref.name}"] = why
                 continue
+            if ref.sha256 is not None and not basis.info.weights_sha256.startswith(ref.sha256):
+                why = (
+                    f"pinned to sha256 {ref.sha256}, but its weights are "
+                    f"{basis.info.weights_sha256[:12]} (fitted again: other directions)"
+                )
+                self.blocked[f"basis:{ref.name}"] = why
+                continue
             loaded[ref.name] = basis
         return loaded
 
