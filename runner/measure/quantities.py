@@ -341,7 +341,8 @@ def _basis_source(
     if intervention.from_probe is not None:
         other = ctx.other_probe(intervention.from_probe)
         source = clean_run(ctx.model, other, [site])[site]
-        source = iv.patch_source(source, probe.n_seq, probe.n_pos, f"probe `{other}`")
+        what = f"probe `{intervention.from_probe}`"
+        source = iv.patch_source(source, probe.n_seq, probe.n_pos, what)
         return ft.fixed_source(ft.reference_features(basis, source, node.ids))
     assert intervention.from_step is not None
     source = ctx.activation_at(intervention.from_step, site)
@@ -360,7 +361,8 @@ def _source(ctx: QuantityContext, site: iv.Site, intervention: p.Intervention) -
     if intervention.from_probe is not None:
         other = ctx.other_probe(intervention.from_probe)
         source = clean_run(ctx.model, other, [site.hook])[site.hook]
-        return iv.patch_source(source, probe.n_seq, probe.n_pos, f"probe `{other}`")
+        what = f"probe `{intervention.from_probe}`"
+        return iv.patch_source(source, probe.n_seq, probe.n_pos, what)
     assert intervention.from_step is not None
     return ctx.activation_at(intervention.from_step, site.hook)
 

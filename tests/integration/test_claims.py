@@ -113,3 +113,17 @@ def test_cli_exits_1_when_a_verdict_differs_from_its_expectation(tiny_run: Path,
     text = SPEC.replace("at 50", "at 40")
     spec.write_text(text.replace('"The tiny run solves the task"', '"x" expect supported'))
     assert main(["run", str(spec), "--run", str(tiny_run)]) == 1
+
+
+def test_a_patch_from_a_smaller_probe_says_so_in_one_short_reason(tiny_run: Path):
+    text = """study "patch sizes"
+probe iid = split test_iid n 48 seed 0
+probe small = split heldout n 16 seed 0
+claim p "x" {
+  at final on iid: margin with patch(L1.H0, from=small) < 100
+}
+"""
+    (claim,) = run_plan(compile_spec(parse(text, "p.hyp"), text, None), tiny_run).claims
+    assert claim.status == "not evaluable"
+    assert "probe `small` has 16 sequences; the probe patched has 48" in claim.reason
+    assert len(claim.reason) < 300 and "tensor(" not in claim.reason
