@@ -19,6 +19,7 @@ from hypodsl.errors import HypError, UserError, format_error
 from hypodsl.parser import parse
 from hypodsl.plan import Plan
 from hypodsl.sources import read_spec_text
+from hypodsl.system_paths import is_system_path
 
 # Markup and emoji codes are off: names, titles and paths are printed as written (with emoji
 # codes on, `spec.hyp:100:1` printed as `spec.hyp💯1`). A message that styles its own words
@@ -117,7 +118,5 @@ def check_output_file(path: Path, flag: str) -> None:
 
 
 def _refuse_system_path(path: Path, flag: str) -> None:
-    from runner.safe_files import SYSTEM_ROOTS
-
-    if (os.path.realpath(path) + "/").startswith(SYSTEM_ROOTS):
+    if is_system_path(path):
         raise UsageError(f"{flag} {path}: lies under /dev, /proc or /sys; name an ordinary place")

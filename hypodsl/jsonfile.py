@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hypodsl.errors import UserError
+from hypodsl.system_paths import is_system_path
 
 MAX_JSON_BYTES = 64 * 1024 * 1024
 
@@ -33,7 +34,7 @@ def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
         raise JsonFileError(f"{path}: no such file") from None
     except OSError as e:
         raise JsonFileError(f"{path}: unreadable ({e.strerror})") from None
-    if not stat.S_ISREG(info.st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/")):
+    if not stat.S_ISREG(info.st_mode) or is_system_path(path):
         raise JsonFileError(f"{path}: not a regular file")
     if info.st_size > max_bytes:
         raise JsonFileError(f"{path}: larger than {max_bytes >> 20} MB")

@@ -19,9 +19,9 @@ import stat
 from pathlib import Path
 
 from hypodsl.errors import HypSyntaxError, SourcePosition
+from hypodsl.system_paths import is_system_path
 
 MAX_SPEC_BYTES = 4 * 1024 * 1024
-_SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -36,7 +36,7 @@ class SpecFileRefused(OSError):
 def read_spec_text(path: Path, imported: bool = False) -> str:
     """The text of the spec at `path`; raises SpecFileRefused, OSError or HypSyntaxError."""
     resolved = path.resolve()
-    if any(resolved.is_relative_to(root) for root in _SYSTEM_ROOTS):
+    if is_system_path(resolved):
         raise SpecFileRefused(f"{resolved.parent} holds system files, not specs")
     if imported and resolved.suffix != ".hyp":
         raise SpecFileRefused("an imported file must be a `.hyp` spec")

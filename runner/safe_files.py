@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from hypodsl.errors import UserError
+from hypodsl.system_paths import is_system_path
 
-SYSTEM_ROOTS = ("/dev/", "/proc/", "/sys/")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 MAX_DIMS = 8
 FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
@@ -40,7 +40,7 @@ def regular_file_size(path: Path, what: str = "file", error: type[UserError] = F
         raise error(f"{path}: {what} missing") from None
     except OSError as e:
         raise error(f"{path}: {what} unreadable ({e.strerror or e})") from None
-    if not stat.S_ISREG(info.st_mode) or str(path.resolve()).startswith(SYSTEM_ROOTS):
+    if not stat.S_ISREG(info.st_mode) or is_system_path(path):
         raise error(f"{path}: {what} is not a regular file")
     return info.st_size
 

@@ -16,8 +16,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from hypodsl.plan import Plan
+from hypodsl.system_paths import is_system_path
 from runner.model.rundir import RunError
-from runner.safe_files import SYSTEM_ROOTS
 
 MAX_SCANNED = 100_000
 MAX_RUNS = 1000
@@ -53,7 +53,7 @@ def _expand(full: Path, where: str) -> list[Path]:
     scanned = 0
     for part in full.parts[1:] if full.anchor else full.parts:
         if not glob.has_magic(part):
-            paths = [p / part for p in paths if not _system(p / part)]
+            paths = [p / part for p in paths if not is_system_path(p / part)]
             continue
         matched = []
         for parent in paths:
@@ -65,7 +65,7 @@ def _expand(full: Path, where: str) -> list[Path]:
                         'name the runs\' folder more precisely (e.g. "runs/seed-*")'
                     )
                 visible = part.startswith(".") or not name.startswith(".")
-                if visible and fnmatchcase(name, part) and not _system(parent / name):
+                if visible and fnmatchcase(name, part) and not is_system_path(parent / name):
                     matched.append(parent / name)
         paths = matched
     return paths
@@ -79,13 +79,8 @@ def _names(directory: Path) -> Iterator[str]:
         return
 
 
-def _system(path: Path) -> bool:
-    text = os.path.abspath(path) + "/"
-    return text.startswith(SYSTEM_ROOTS)
-
-
 def _is_run(path: Path) -> bool:
     try:
-        return (path / "config.json").is_file() and not _system(path.resolve())
+        return (path / "config.json").is_file() and not is_system_path(path)
     except OSError:
         return False

@@ -28,6 +28,7 @@ from safetensors.numpy import load as load_safetensors_bytes
 
 from hypodsl.errors import UserError
 from hypodsl.jsonfile import read_json, validated
+from hypodsl.system_paths import is_system_path
 from runner.atomic import atomic_write_bytes, atomic_write_text
 from runner.kv import vocab
 from runner.kv.programs import Op, ProgramShape, ValuePools, latent_form, sample_program, to_tokens
@@ -296,7 +297,7 @@ def _load_arrays(data_dir: Path, split: str) -> dict[str, np.ndarray]:
     expected = manifest["sha256"].get(split)
     try:
         info = path.stat()
-        if not stat.S_ISREG(info.st_mode) or str(path.resolve()).startswith(("/dev/", "/proc/")):
+        if not stat.S_ISREG(info.st_mode) or is_system_path(path):
             raise DataError(f"{path}: not a regular file")
         blob = path.read_bytes()
     except OSError as e:
